@@ -1,0 +1,1 @@
+//! Placeholder library; filled by later issues.

@@ -1,0 +1,453 @@
+//! The `Envelope`: one JSON message per alert, schema `alert-manager/v1`.
+//!
+//! Invariants:
+//! - `id` is a pure function of cluster, fingerprint, status and `starts_at`
+//!   (plus a discriminator for sources that need one). A retried publish
+//!   carries the same id, and a resolve never shares its firing's id.
+//! - Within v1 only additive changes are made. Readers tolerate unknown
+//!   fields; a breaking change bumps the major (`alert-manager/v2`).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::webhook::{Alert, WebhookMessage};
+
+/// The schema identifier this crate writes.
+pub const SCHEMA_V1: &str = "alert-manager/v1";
+/// The schema major version this crate reads.
+pub const SCHEMA_MAJOR: u32 = 1;
+
+/// Where an alert came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// A Prometheus Alertmanager webhook.
+    Alertmanager,
+    /// A Kubernetes Warning event.
+    KubernetesEvent,
+}
+
+impl Source {
+    /// The wire name, also used as the `source` message attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+            Source::KubernetesEvent => "kubernetes-event",
+        }
+    }
+}
+
+/// Firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The condition holds.
+    Firing,
+    /// The condition no longer holds.
+    Resolved,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// Severity normalised to four levels; the raw label is kept in `severity_raw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Page someone.
+    Critical,
+    /// Look at it soon.
+    Warning,
+    /// For information.
+    Info,
+    /// No severity label, or one we do not recognise.
+    None,
+}
+
+impl Severity {
+    /// Maps the common spellings of a `severity` label onto four levels.
+    pub fn normalise(raw: Option<&str>) -> Severity {
+        let Some(raw) = raw else {
+            return Severity::None;
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "critical" | "crit" | "page" | "emergency" | "emerg" | "alert" | "fatal" | "error"
+            | "err" | "high" | "p1" | "sev1" | "sev-1" | "major" => Severity::Critical,
+            "warning" | "warn" | "medium" | "p2" | "p3" | "sev2" | "sev-2" | "sev3" | "sev-3"
+            | "minor" => Severity::Warning,
+            "info" | "informational" | "notice" | "low" | "debug" | "p4" | "p5" | "sev4"
+            | "sev-4" => Severity::Info,
+            _ => Severity::None,
+        }
+    }
+
+    /// The wire name, also used as the `severity` message attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+            Severity::None => "none",
+        }
+    }
+}
+
+/// One alert, as it travels from the agent through SNS to the Lambda and on to subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "alert-manager envelope v1")]
+pub struct Envelope {
+    /// Always `alert-manager/v1` for this version of the contract.
+    pub schema: String,
+    /// Deterministic id: a hash of cluster, fingerprint, status and `starts_at`. Dedupe on it.
+    pub id: String,
+    /// Where the alert came from.
+    pub source: Source,
+    /// Name of the Kubernetes cluster the alert is about.
+    pub cluster: String,
+    /// Firing or resolved.
+    pub status: Status,
+    /// The `alertname` label (for events: the event reason).
+    pub alertname: String,
+    /// Normalised severity.
+    pub severity: Severity,
+    /// The `severity` label exactly as it was, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity_raw: Option<String>,
+    /// Alertmanager's fingerprint of the label set (or a stable hash for events).
+    pub fingerprint: String,
+    /// Alertmanager's aggregation group key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
+    /// Alertmanager receiver that sent the notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
+    /// When the alert started.
+    pub starts_at: Timestamp,
+    /// When the alert ended; absent while firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Timestamp>,
+    /// Link to the expression that produced the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+    /// Alertmanager's external URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
+    /// Alerts of the same notification that Alertmanager cut with `max_alerts`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated_alerts: u64,
+    /// All labels of the alert.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// All annotations of the alert; may be cut to fit SNS (see `truncated`).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// What the cluster knows: namespace, pod, node, owning team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesContext>,
+    /// The machine behind the alert, as the node reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsContext>,
+    /// Added by the enricher Lambda only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<Enrichment>,
+    /// True when annotations were cut to fit SNS's 256 KiB message limit.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Context only the cluster knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KubernetesContext {
+    /// Namespace of the object the alert is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Owning team, from the namespace annotation or label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// EKS managed nodegroup of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodegroup: Option<String>,
+    /// Karpenter nodepool of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodepool: Option<String>,
+    /// Namespace labels selected by the agent's allow-list.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// The EC2 machine behind the alert, from the node's `spec.providerID` and labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AwsContext {
+    /// EC2 instance id, e.g. `i-0abc123def4567890`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Availability zone, e.g. `us-west-2a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Region, e.g. `us-west-2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Instance type from the node label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+}
+
+/// What the enricher Lambda adds. A failed step is recorded in `errors` and never blocks delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Enrichment {
+    /// EC2 instance data and tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ec2: Option<Ec2Enrichment>,
+    /// CloudWatch metrics around the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudwatch: Option<CloudWatchEnrichment>,
+    /// Sinks the alert was routed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routed_to: Vec<String>,
+    /// One entry per enrichment step that failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<EnrichmentError>,
+}
+
+/// EC2 DescribeInstances data for the instance behind the alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Ec2Enrichment {
+    /// Instance id.
+    pub instance_id: String,
+    /// Instance type, e.g. `m6i.large`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Instance state, e.g. `running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Launch time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_time: Option<Timestamp>,
+    /// Primary private IPv4 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    /// Availability zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Instance tags, minus the configured deny-list.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// EKS nodegroup from the `eks:nodegroup-name` tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodegroup: Option<String>,
+    /// Auto Scaling group from the `aws:autoscaling:groupName` tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_group: Option<String>,
+}
+
+/// CloudWatch metrics for the instance around the alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CloudWatchEnrichment {
+    /// Start of the queried window.
+    pub window_start: Timestamp,
+    /// End of the queried window.
+    pub window_end: Timestamp,
+    /// Period of each point in seconds (a multiple of 60).
+    pub period_seconds: u32,
+    /// One entry per metric and statistic.
+    #[serde(default)]
+    pub metrics: Vec<MetricSummary>,
+    /// Link to the metrics in the CloudWatch console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+}
+
+/// A metric series with its summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricSummary {
+    /// Metric name, e.g. `CPUUtilization`.
+    pub metric: String,
+    /// Statistic, e.g. `Average` or `Maximum`.
+    pub stat: String,
+    /// Most recent value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<f64>,
+    /// Largest value in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Mean of the values in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg: Option<f64>,
+    /// The points, oldest first.
+    #[serde(default)]
+    pub points: Vec<MetricPoint>,
+}
+
+/// One point of a metric series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MetricPoint {
+    /// Start of the period.
+    pub timestamp: Timestamp,
+    /// Value for the period.
+    pub value: f64,
+}
+
+/// An enrichment step that failed; the alert was delivered without it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EnrichmentError {
+    /// The step: `ec2`, `cloudwatch`, `route`, ...
+    pub stage: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// An envelope that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON, or not shaped like an envelope.
+    #[error("invalid envelope at {path}: {message}")]
+    Invalid {
+        /// Path of the offending field.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A schema this reader does not understand.
+    #[error("unsupported envelope schema {0:?}, this reader understands alert-manager/v1")]
+    UnsupportedSchema(String),
+}
+
+impl Envelope {
+    /// Reads an envelope, checking the schema major version first so that a v2
+    /// message is reported as such rather than as a confusing field error.
+    pub fn from_json(body: &str) -> Result<Envelope, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            schema: Option<String>,
+        }
+        if let Ok(Probe {
+            schema: Some(schema),
+        }) = serde_json::from_str::<Probe>(body)
+            && schema_major(&schema) != Some(SCHEMA_MAJOR)
+        {
+            return Err(EnvelopeError::UnsupportedSchema(schema));
+        }
+        let de = &mut serde_json::Deserializer::from_str(body);
+        serde_path_to_error::deserialize(de).map_err(|e| EnvelopeError::Invalid {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+
+    /// Builds the envelope for one alert of an Alertmanager notification.
+    pub fn from_alertmanager(cluster: &str, msg: &WebhookMessage, alert: &Alert) -> Envelope {
+        let fingerprint = if alert.fingerprint.is_empty() {
+            label_fingerprint(&alert.labels)
+        } else {
+            alert.fingerprint.clone()
+        };
+        let severity_raw = alert.labels.get("severity").cloned();
+        Envelope {
+            schema: SCHEMA_V1.to_string(),
+            id: derive_id(cluster, &fingerprint, alert.status, alert.starts_at, None),
+            source: Source::Alertmanager,
+            cluster: cluster.to_string(),
+            status: alert.status,
+            alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+            severity: Severity::normalise(severity_raw.as_deref()),
+            severity_raw,
+            fingerprint,
+            group_key: Some(msg.group_key.clone()),
+            receiver: Some(msg.receiver.clone()).filter(|r| !r.is_empty()),
+            starts_at: alert.starts_at,
+            ends_at: alert.ends_at,
+            generator_url: Some(alert.generator_url.clone()).filter(|u| !u.is_empty()),
+            external_url: Some(msg.external_url.clone()).filter(|u| !u.is_empty()),
+            truncated_alerts: msg.truncated_alerts,
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            kubernetes: None,
+            aws: None,
+            enrichment: None,
+            truncated: false,
+        }
+    }
+
+    /// The namespace the alert is about: the resolved context first, then the label.
+    pub fn namespace(&self) -> Option<&str> {
+        self.kubernetes
+            .as_ref()
+            .and_then(|k| k.namespace.as_deref())
+            .or_else(|| self.labels.get("namespace").map(String::as_str))
+    }
+
+    /// The owning team: the resolved context first, then the `team` label.
+    pub fn team(&self) -> Option<&str> {
+        self.kubernetes
+            .as_ref()
+            .and_then(|k| k.team.as_deref())
+            .or_else(|| self.labels.get("team").map(String::as_str))
+    }
+}
+
+/// Major version of a schema identifier such as `alert-manager/v1` (or `alert-manager/v1.2`).
+pub fn schema_major(schema: &str) -> Option<u32> {
+    let version = schema.strip_prefix("alert-manager/v")?;
+    version.split('.').next()?.parse().ok()
+}
+
+/// The deterministic envelope id: 32 hex characters of SHA-256 over the
+/// length-prefixed parts, so that no two distinct inputs share a preimage.
+///
+/// `discriminator` is for sources whose alert identity needs one more part
+/// (a Kubernetes event's series count); Alertmanager alerts pass `None`.
+pub fn derive_id(
+    cluster: &str,
+    fingerprint: &str,
+    status: Status,
+    starts_at: Timestamp,
+    discriminator: Option<&str>,
+) -> String {
+    let starts_at = starts_at.to_string();
+    let mut hasher = Sha256::new();
+    for part in [
+        cluster,
+        fingerprint,
+        status.as_str(),
+        starts_at.as_str(),
+        discriminator.unwrap_or(""),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    hex::encode(&digest[..16])
+}
+
+/// A stable fingerprint of a label set, for alerts that arrive without one.
+pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (k, v) in labels {
+        hasher.update((k.len() as u64).to_be_bytes());
+        hasher.update(k.as_bytes());
+        hasher.update((v.len() as u64).to_be_bytes());
+        hasher.update(v.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}

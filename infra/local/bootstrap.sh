@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the tests need, idempotently, and skips
+# what is already there. Prints one clear line per prerequisite it could not
+# install and exits non-zero if any is missing.
+#
+#   infra/local/bootstrap.sh            # everything
+#   infra/local/bootstrap.sh python     # only the venv (moto, cfn-lint, ...)
+set -uo pipefail
+
+CACHE_DIR="${ALERT_MANAGER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-manager}"
+VENV="$CACHE_DIR/venv"
+PY_PACKAGES=("moto[server]==5.2.*" "cfn-lint" "kubernetes-validate" "cargo-lambda==1.9.*" "ziglang")
+missing=()
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+python_env() {
+  if [ ! -x "$VENV/bin/python3" ]; then
+    say "creating venv $VENV"
+    python3 -m venv "$VENV" || { missing+=("python venv at $VENV (python3 -m venv failed)"); return; }
+  fi
+  local stamp="$VENV/.installed-$(printf '%s ' "${PY_PACKAGES[@]}" | sha256sum | cut -c1-16)"
+  if [ ! -e "$stamp" ]; then
+    say "installing ${PY_PACKAGES[*]} into $VENV"
+    if "$VENV/bin/pip" install --quiet "${PY_PACKAGES[@]}"; then
+      touch "$stamp"
+    else
+      missing+=("pip packages ${PY_PACKAGES[*]} (pip install failed)")
+    fi
+  fi
+  "$VENV/bin/python3" -c 'import moto.server' 2>/dev/null || missing+=("moto server (python -m moto.server)")
+  [ -x "$VENV/bin/cargo-lambda" ] || missing+=("cargo-lambda (pip package cargo-lambda)")
+}
+
+alertmanager() {
+  if command -v prometheus-alertmanager >/dev/null; then return; fi
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+    missing+=("prometheus-alertmanager (apt-get needs root)"); return
+  fi
+  local SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+  say "installing Debian prometheus-alertmanager"
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus-alertmanager >/dev/null 2>&1; then
+    $SUDO apt-get update -q >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus-alertmanager >/dev/null 2>&1
+  fi
+  # The package enables a service; the tests start their own instances.
+  command -v prometheus-alertmanager >/dev/null || missing+=("prometheus-alertmanager (apt-get install failed)")
+}
+
+what="${1:-all}"
+case "$what" in
+  python) python_env ;;
+  alertmanager) alertmanager ;;
+  all) python_env; alertmanager ;;
+  *) say "unknown target $what (python | alertmanager | all)"; exit 2 ;;
+esac
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  for m in "${missing[@]}"; do say "MISSING: $m"; done
+  exit 1
+fi
+say "ok ($VENV)"
