@@ -1,1 +1,23 @@
-//! Test support.
+//! Test support: starts the real components this project is tested against,
+//! each on a free 127.0.0.1 port, and stops them on drop. No leftover processes.
+//!
+//! - [`MotoServer`]: the moto AWS emulator (SNS, SQS, STS, EC2, CloudWatch, ...).
+//! - [`CloudWatchBridge`]: translates the SDK's Smithy RPC v2 CBOR CloudWatch
+//!   protocol into the JSON 1.0 protocol moto speaks.
+//! - [`Alertmanager`]: Debian's `prometheus-alertmanager`, given a config.
+//! - [`LambdaWatch`]: `cargo lambda watch`, the Lambda Runtime API emulator.
+//!
+//! A component that is not installed is a test failure that says how to
+//! install it (`infra/local/bootstrap.sh`), never a silent skip.
+
+mod alertmanager;
+mod cloudwatch_bridge;
+mod lambda_watch;
+mod moto;
+mod process;
+
+pub use alertmanager::Alertmanager;
+pub use cloudwatch_bridge::CloudWatchBridge;
+pub use lambda_watch::LambdaWatch;
+pub use moto::{ACCOUNT_ID, MotoServer, REGION};
+pub use process::{ChildGuard, free_port, venv_bin, wait_until_http_ok, workspace_root};

@@ -1,0 +1,140 @@
+//! The moto AWS emulator as a child process.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+
+use crate::process::{ChildGuard, free_port, venv_bin, wait_until_http_ok};
+
+/// Region every test uses.
+pub const REGION: &str = "us-east-1";
+/// Account id moto reports.
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// A running `python -m moto.server` on 127.0.0.1, killed on drop.
+#[derive(Debug)]
+pub struct MotoServer {
+    port: u16,
+    child: Option<ChildGuard>,
+}
+
+impl MotoServer {
+    /// Starts moto on a free port and waits until it answers.
+    pub async fn start() -> MotoServer {
+        let mut moto = MotoServer {
+            port: free_port(),
+            child: None,
+        };
+        moto.restart().await;
+        moto
+    }
+
+    /// Starts moto again on the same port, after [`MotoServer::stop`]. State is lost.
+    pub async fn restart(&mut self) {
+        let python = venv_bin("python3");
+        let mut cmd = Command::new(python);
+        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(ChildGuard::spawn("moto", cmd));
+        wait_until_http_ok(
+            "moto",
+            &format!("{}/moto-api/data.json", self.endpoint()),
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    /// Stops moto: its port refuses connections until [`MotoServer::restart`].
+    pub fn stop(&mut self) {
+        self.child = None;
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port moto listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Forgets every resource (`POST /moto-api/reset`).
+    pub async fn reset(&self) {
+        self.post("/moto-api/reset").await;
+    }
+
+    /// Starts recording requests (`/moto-api/recorder/start-recording`).
+    pub async fn start_recording(&self) {
+        self.post("/moto-api/recorder/reset-recording").await;
+        self.post("/moto-api/recorder/start-recording").await;
+    }
+
+    /// The recorded requests, one JSON value each.
+    pub async fn recording(&self) -> Vec<serde_json::Value> {
+        let text = reqwest::get(format!(
+            "{}/moto-api/recorder/download-recording",
+            self.endpoint()
+        ))
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("moto recording: {e}"));
+        let text = text.text().await.unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The API actions of the recorded requests, in order: `Action=` of Query
+    /// requests (body or URL), the operation of `X-Amz-Target` JSON requests.
+    pub async fn recorded_actions(&self) -> Vec<String> {
+        use base64::Engine;
+        self.recording()
+            .await
+            .iter()
+            .filter_map(|r| {
+                if let Some(target) = r["headers"]["X-Amz-Target"].as_str() {
+                    return target.rsplit('.').next().map(String::from);
+                }
+                let raw = r["body"].as_str().unwrap_or_default();
+                let body = if r["body_encoded"].as_bool() == Some(true) {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(raw)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default()
+                } else {
+                    raw.to_string()
+                };
+                let url = r["url"].as_str().unwrap_or_default();
+                let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+                body.split('&')
+                    .chain(query.split('&'))
+                    .find_map(|kv| kv.strip_prefix("Action="))
+                    .map(String::from)
+            })
+            .collect()
+    }
+
+    async fn post(&self, path: &str) {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.endpoint()))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("moto {path}: {e}"));
+    }
+
+    /// SDK config pointing at moto with static test credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await
+    }
+}
