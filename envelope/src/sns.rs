@@ -46,7 +46,9 @@ pub struct MessageAttributes {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttributeError {
     /// The attribute name breaks SNS's naming rules.
-    #[error("invalid message attribute name {0:?}: use 1-256 of [A-Za-z0-9_.-], no leading/trailing/double dot, no AWS./Amazon. prefix")]
+    #[error(
+        "invalid message attribute name {0:?}: use 1-256 of [A-Za-z0-9_.-], no leading/trailing/double dot, no AWS./Amazon. prefix"
+    )]
     InvalidName(String),
     /// Ten attributes are already set.
     #[error("cannot add message attribute {0:?}: already at the limit of {MAX_ATTRIBUTES}")]

@@ -1,5 +1,7 @@
 //! The wire contract: real Alertmanager payloads in, valid SNS messages out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::collections::BTreeMap;
 
 use alert_envelope::sns::{
@@ -127,7 +129,10 @@ fn severity_is_normalised_and_raw_kept() {
     assert_eq!(Severity::normalise(None), Severity::None);
     let (_, envs) = envelopes("group.json");
     for e in envs {
-        assert_eq!(e.severity_raw.as_deref(), e.labels.get("severity").map(|s| s.as_str()));
+        assert_eq!(
+            e.severity_raw.as_deref(),
+            e.labels.get("severity").map(|s| s.as_str())
+        );
     }
 }
 
@@ -174,7 +179,16 @@ fn attributes_stop_at_ten_and_reject_bad_names() {
     ));
     attrs.insert("a0", "replaced").unwrap();
     assert_eq!(attrs.get("a0"), Some("replaced"));
-    for bad in ["", ".x", "x.", "a..b", "AWS.x", "amazon.y", "has space", "ü"] {
+    for bad in [
+        "",
+        ".x",
+        "x.",
+        "a..b",
+        "AWS.x",
+        "amazon.y",
+        "has space",
+        "ü",
+    ] {
         assert!(
             matches!(
                 MessageAttributes::default().insert(bad, "v"),
@@ -194,7 +208,10 @@ fn attributes_stop_at_ten_and_reject_bad_names() {
 fn subject_is_ascii_bounded_and_readable() {
     let (_, envs) = envelopes("firing.json");
     let s = sns::subject(&envs[0]);
-    assert_eq!(s, "[FIRING:critical] KubePodCrashLooping prod-eu-1/payments");
+    assert_eq!(
+        s,
+        "[FIRING:critical] KubePodCrashLooping prod-eu-1/payments"
+    );
     let mut weird = envs[0].clone();
     weird.alertname = "Ünïcödé\nalert\r\t".repeat(20);
     let s = sns::subject(&weird);
@@ -257,15 +274,26 @@ fn fifo_ids_are_bounded_and_stable() {
     let (_, firing) = envelopes("firing.json");
     let (_, resolved) = envelopes("resolved.json");
     let (f, r) = (&firing[0], &resolved[0]);
-    assert!(sns::is_fifo_topic("arn:aws:sns:us-east-1:123456789012:alerts.fifo"));
-    assert!(!sns::is_fifo_topic("arn:aws:sns:us-east-1:123456789012:alerts"));
-    assert_eq!(sns::fifo_group_id(f), sns::fifo_group_id(r), "ordered per alert");
+    assert!(sns::is_fifo_topic(
+        "arn:aws:sns:us-east-1:123456789012:alerts.fifo"
+    ));
+    assert!(!sns::is_fifo_topic(
+        "arn:aws:sns:us-east-1:123456789012:alerts"
+    ));
+    assert_eq!(
+        sns::fifo_group_id(f),
+        sns::fifo_group_id(r),
+        "ordered per alert"
+    );
     assert_ne!(sns::fifo_deduplication_id(f), sns::fifo_deduplication_id(r));
     let mut long = f.clone();
     long.cluster = "c".repeat(500);
     long.fingerprint = "ß".repeat(100);
     let g = sns::fifo_group_id(&long);
-    assert!(g.len() <= 128 && g.chars().all(|c| c.is_ascii_graphic()), "{g}");
+    assert!(
+        g.len() <= 128 && g.chars().all(|c| c.is_ascii_graphic()),
+        "{g}"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Property tests of the SNS rules: 12,000 generated cases per run in total.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::collections::BTreeMap;
 
 use alert_envelope::sns::{self, MAX_MESSAGE_BYTES, MessageAttributes};
@@ -20,7 +22,11 @@ fn nasty_unit() -> impl Strategy<Value = String> {
 /// A value of up to ~400 KiB, built by repeating a short nasty unit (cheap to generate).
 fn big_value() -> impl Strategy<Value = String> {
     (nasty_unit(), 0usize..40_000).prop_map(|(unit, n)| {
-        let unit = if unit.is_empty() { "x".to_string() } else { unit };
+        let unit = if unit.is_empty() {
+            "x".to_string()
+        } else {
+            unit
+        };
         unit.repeat(n.max(1) * 10 / unit.len().max(1))
     })
 }

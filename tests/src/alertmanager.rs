@@ -22,7 +22,8 @@ impl Alertmanager {
         std::fs::write(&config, config_yaml).unwrap_or_else(|e| panic!("write config: {e}"));
         let storage = dir.path().join("data");
         let port = free_port();
-        let program = std::env::var("ALERTMANAGER").unwrap_or_else(|_| "prometheus-alertmanager".into());
+        let program =
+            std::env::var("ALERTMANAGER").unwrap_or_else(|_| "prometheus-alertmanager".into());
         let mut cmd = Command::new(&program);
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", storage.display()))

@@ -74,7 +74,10 @@ impl CloudWatchBridge {
                     return;
                 };
                 let app = Router::new()
-                    .route("/service/{service}/operation/{operation}", axum::routing::post(forward))
+                    .route(
+                        "/service/{service}/operation/{operation}",
+                        axum::routing::post(forward),
+                    )
                     .with_state(state);
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -115,7 +118,13 @@ async fn forward(
     } else {
         match ciborium::de::from_reader(body.as_ref()) {
             Ok(v) => v,
-            Err(e) => return cbor_error(StatusCode::BAD_REQUEST, "SerializationException", &e.to_string()),
+            Err(e) => {
+                return cbor_error(
+                    StatusCode::BAD_REQUEST,
+                    "SerializationException",
+                    &e.to_string(),
+                );
+            }
         }
     };
     let json_body = cbor_to_json(input).to_string();
@@ -126,23 +135,33 @@ async fn forward(
         .header("Content-Type", "application/x-amz-json-1.0")
         .timeout(Duration::from_secs(30))
         .body(json_body);
-    for name in ["authorization", "x-amz-date", "x-amz-security-token", "user-agent"] {
+    for name in [
+        "authorization",
+        "x-amz-date",
+        "x-amz-security-token",
+        "user-agent",
+    ] {
         if let Some(v) = headers.get(name) {
             req = req.header(name, v.as_bytes());
         }
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return cbor_error(StatusCode::BAD_GATEWAY, "BridgeUpstreamError", &e.to_string()),
+        Err(e) => {
+            return cbor_error(
+                StatusCode::BAD_GATEWAY,
+                "BridgeUpstreamError",
+                &e.to_string(),
+            );
+        }
     };
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let text = resp.text().await.unwrap_or_default();
     let json: Json = if text.trim().is_empty() {
         Json::Object(Default::default())
     } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| {
-            serde_json::json!({"__type": "InternalFailure", "message": text})
-        })
+        serde_json::from_str(&text)
+            .unwrap_or_else(|_| serde_json::json!({"__type": "InternalFailure", "message": text}))
     };
     cbor_response(status, &json_to_cbor(json, false))
 }
@@ -177,9 +196,13 @@ fn cbor_to_json(v: Cbor) -> Json {
         Cbor::Bool(b) => Json::Bool(b),
         Cbor::Integer(i) => {
             let i: i128 = i.into();
-            serde_json::Number::from_i128(i).map(Json::Number).unwrap_or(Json::Null)
+            serde_json::Number::from_i128(i)
+                .map(Json::Number)
+                .unwrap_or(Json::Null)
         }
-        Cbor::Float(f) => serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null),
+        Cbor::Float(f) => serde_json::Number::from_f64(f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
         Cbor::Text(s) => Json::String(s),
         Cbor::Bytes(b) => Json::String(base64(&b)),
         Cbor::Array(items) => Json::Array(items.into_iter().map(cbor_to_json).collect()),
@@ -202,7 +225,9 @@ fn json_to_cbor(v: Json, timestamp: bool) -> Cbor {
     match v {
         Json::Null => Cbor::Null,
         Json::Bool(b) => Cbor::Bool(b),
-        Json::Number(n) if timestamp => Cbor::Tag(1, Box::new(Cbor::Float(n.as_f64().unwrap_or(0.0)))),
+        Json::Number(n) if timestamp => {
+            Cbor::Tag(1, Box::new(Cbor::Float(n.as_f64().unwrap_or(0.0))))
+        }
         Json::Number(n) => match n.as_i64() {
             Some(i) => Cbor::Integer(i.into()),
             None => Cbor::Float(n.as_f64().unwrap_or(0.0)),
@@ -212,7 +237,12 @@ fn json_to_cbor(v: Json, timestamp: bool) -> Cbor {
             Err(_) => Cbor::Text(s),
         },
         Json::String(s) => Cbor::Text(s),
-        Json::Array(items) => Cbor::Array(items.into_iter().map(|i| json_to_cbor(i, timestamp)).collect()),
+        Json::Array(items) => Cbor::Array(
+            items
+                .into_iter()
+                .map(|i| json_to_cbor(i, timestamp))
+                .collect(),
+        ),
         Json::Object(map) => Cbor::Map(
             map.into_iter()
                 .map(|(k, v)| {
@@ -228,7 +258,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -18,9 +18,9 @@ impl ChildGuard {
     pub fn spawn(name: &str, mut cmd: Command) -> ChildGuard {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}; run infra/local/bootstrap.sh"));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name} ({cmd:?}): {e}; run infra/local/bootstrap.sh")
+        });
         ChildGuard {
             pid: child.id(),
             child: Some(child),
@@ -93,12 +93,7 @@ pub async fn wait_until_http_ok(what: &str, url: &str, timeout: Duration) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + timeout;
     loop {
-        match client
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
+        match client.get(url).timeout(Duration::from_secs(2)).send().await {
             Ok(r) if r.status().is_success() => return,
             _ if Instant::now() > deadline => {
                 panic!("{what} did not become ready at {url} within {timeout:?}")
@@ -121,12 +116,9 @@ pub fn workspace_root() -> PathBuf {
 pub fn venv_bin(program: &str) -> PathBuf {
     let venv = std::env::var_os("ALERT_MANAGER_VENV")
         .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ALERT_MANAGER_CACHE").map(|c| PathBuf::from(c).join("venv")))
         .or_else(|| {
-            std::env::var_os("ALERT_MANAGER_CACHE").map(|c| PathBuf::from(c).join("venv"))
-        })
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(|c| PathBuf::from(c).join("alert-manager/venv"))
+            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("alert-manager/venv"))
         })
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/alert-manager/venv"))

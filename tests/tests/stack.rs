@@ -1,5 +1,7 @@
 //! The local test stack itself: each real component starts, works and stops.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use std::time::{Duration, Instant};
 
 use alert_envelope::webhook::WebhookMessage;
@@ -24,7 +26,10 @@ async fn moto_starts_resets_and_stops_without_leftovers() {
         "moto still listens after stop"
     );
     moto.restart().await;
-    assert!(sns.list_topics().send().await.is_ok(), "moto answers after restart");
+    assert!(
+        sns.list_topics().send().await.is_ok(),
+        "moto answers after restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,7 +39,8 @@ async fn alertmanager_delivers_a_webhook_to_a_listener() {
         .route(
             "/hook",
             axum::routing::post(
-                |State(tx): State<tokio::sync::mpsc::Sender<axum::body::Bytes>>, body: axum::body::Bytes| async move {
+                |State(tx): State<tokio::sync::mpsc::Sender<axum::body::Bytes>>,
+                 body: axum::body::Bytes| async move {
                     let _ = tx.send(body).await;
                     "ok"
                 },
@@ -136,7 +142,11 @@ async fn cloudwatch_bridge_puts_and_gets_metric_data_through_the_real_sdk() {
     let mut values = result.values().to_vec();
     values.sort_by(f64::total_cmp);
     assert_eq!(values, vec![10.0, 20.0, 90.0]);
-    assert_eq!(result.timestamps().len(), 3, "timestamps survive CBOR tag 1");
+    assert_eq!(
+        result.timestamps().len(),
+        3,
+        "timestamps survive CBOR tag 1"
+    );
     assert!(
         result
             .timestamps()
@@ -159,7 +169,12 @@ async fn irsa_web_identity_credentials_publish_through_a_filter_policy() {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let topic = sns.create_topic().name("alerts").send().await.unwrap();
     let topic_arn = topic.topic_arn().unwrap();
-    let queue = sqs.create_queue().queue_name("critical-only").send().await.unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name("critical-only")
+        .send()
+        .await
+        .unwrap();
     let queue_url = queue.queue_url().unwrap();
     let queue_arn = sqs
         .get_queue_attributes()
@@ -198,7 +213,10 @@ async fn irsa_web_identity_credentials_publish_through_a_filter_policy() {
             .env("HOME", dir.path())
             .env("AWS_REGION", REGION)
             .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/alert-manager-agent")
+            .env(
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/alert-manager-agent",
+            )
             .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
             .env("AWS_ROLE_SESSION_NAME", "irsa-test")
             .output()
@@ -235,9 +253,17 @@ async fn irsa_web_identity_credentials_publish_through_a_filter_policy() {
             .send()
             .await
             .unwrap();
-        bodies.extend(got.messages().iter().filter_map(|m| m.body().map(String::from)));
+        bodies.extend(
+            got.messages()
+                .iter()
+                .filter_map(|m| m.body().map(String::from)),
+        );
     }
-    assert_eq!(bodies, vec!["critical-alert".to_string()], "filter policy let through the wrong set");
+    assert_eq!(
+        bodies,
+        vec!["critical-alert".to_string()],
+        "filter policy let through the wrong set"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,6 +273,9 @@ async fn cargo_lambda_watch_runs_a_workspace_function() {
     let event = serde_json::json!({"Records": [{"messageId": "m-1"}]});
     let out = watch.invoke("echo-lambda", &event).await.unwrap();
     assert_eq!(out["echo"], event);
-    assert_eq!(out["marker"], "from-the-test", "the function inherits the watch environment");
+    assert_eq!(
+        out["marker"], "from-the-test",
+        "the function inherits the watch environment"
+    );
     assert!(out["request_id"].as_str().is_some_and(|id| !id.is_empty()));
 }
