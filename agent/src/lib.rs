@@ -1,1 +1,134 @@
-//! Placeholder library; filled by later issues.
+//! `alert-manager-agent`: receives Alertmanager webhooks in the cluster and
+//! publishes one envelope per alert to SNS.
+//!
+//! The one promise: a 2xx answer means SNS accepted every alert of the
+//! notification. Anything else is a 5xx (Alertmanager retries; envelope ids
+//! are deterministic, so a retry is deduplicated downstream) or a 4xx with a
+//! JSON body naming what is wrong with the input.
+
+pub mod aws_errors;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod publisher;
+pub mod server;
+pub mod telemetry;
+pub mod whoami;
+
+pub use config::{Cli, Command, ServeConfig};
+pub use error::Error;
+pub use publisher::SnsPublisher;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Loads the AWS config from the default chain. SDK retries are off for the
+/// publisher (it is the one retry stage); each call has a timeout.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// Serves the webhook and metrics until SIGTERM/SIGINT, then drains.
+pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(), Error> {
+    if sdk.region().is_none() {
+        return Err(Error::Config(
+            "no AWS region: set AWS_REGION (IRSA and Pod Identity set it in EKS)".into(),
+        ));
+    }
+    if config.auth_token.is_none() {
+        tracing::warn!(
+            "NO AUTH TOKEN CONFIGURED: anyone who can reach {} can publish alerts; set --auth-token-file / AUTH_TOKEN_FILE",
+            config.listen
+        );
+    }
+    let publisher = SnsPublisher::new(
+        aws_sdk_sns::Client::new(sdk),
+        config.topic_arn.clone(),
+        publisher::RetryPolicy::within(config.publish_deadline),
+    );
+    let state = server::AppState {
+        publisher,
+        cluster: config.cluster.clone(),
+        auth_token: config.auth_token.clone(),
+        max_body_bytes: config.max_body_bytes,
+        metrics: Arc::new(metrics::Metrics::new()),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let webhook = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.metrics_listen,
+            source,
+        })?;
+    tracing::info!(
+        listen = %config.listen,
+        metrics = %config.metrics_listen,
+        topic = %config.topic_arn,
+        cluster = %config.cluster,
+        fifo = state.publisher.is_fifo(),
+        "agent started"
+    );
+    tokio::spawn(server::check_topic_until_ready(state.clone()));
+    let metrics_app = server::metrics_router(state.clone());
+    let metrics_task = tokio::spawn(async move {
+        let _ = axum::serve(metrics_listener, metrics_app).await;
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_for_server = stop_rx.clone();
+    let server =
+        axum::serve(webhook, server::webhook_router(state)).with_graceful_shutdown(async move {
+            let _ = stop_for_server.wait_for(|s| *s).await;
+        });
+    let server_task = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    tracing::info!(
+        drain_seconds = config.drain.as_secs(),
+        "shutting down: no new webhooks, draining in-flight publishes"
+    );
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(config.drain, server_task).await {
+        Ok(_) => tracing::info!("drained; exiting"),
+        Err(_) => tracing::warn!(
+            "drain time exceeded; exiting with requests in flight (Alertmanager will retry them)"
+        ),
+    }
+    metrics_task.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,245 @@
+//! HTTP: the webhook router, the metrics/health router, and `run`.
+//!
+//! Checks happen in this order so that an unauthenticated caller learns
+//! nothing about the input rules: token (401), content type (415), size
+//! (413), JSON shape (400). Then every alert is prepared; only when SNS has
+//! accepted all of them is the answer 200.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use alert_envelope::Envelope;
+use alert_envelope::webhook::WebhookMessage;
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::config::BearerToken;
+use crate::metrics::{CodeLabel, Metrics, SourceLabel};
+use crate::publisher::{PreparedMessage, PublishError, SnsPublisher, prepare};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The SNS publisher.
+    pub publisher: SnsPublisher,
+    /// Cluster name for every envelope.
+    pub cluster: String,
+    /// Bearer token Alertmanager must send, if configured.
+    pub auth_token: Option<BearerToken>,
+    /// Body limit in bytes.
+    pub max_body_bytes: usize,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Set once the topic has been checked.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// `POST /webhook`.
+pub fn webhook_router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhook", post(webhook))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// `/metrics`, `/healthz`, `/readyz`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    s.metrics.encode(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AppState>| async move {
+                if s.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "topic not checked yet")
+                }
+            }),
+        )
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let response = handle(&state, &headers, body).await;
+    state
+        .metrics
+        .webhook_responses
+        .get_or_create(&CodeLabel {
+            code: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
+}
+
+/// The webhook logic, as a plain function of state, headers and body.
+pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+    if let Some(expected) = &state.auth_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(expected.expose())) {
+            tracing::warn!("webhook rejected: missing or wrong bearer token");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid bearer token",
+                None,
+            );
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type must be application/json, got {content_type:?}"),
+            None,
+        );
+    }
+    let bytes = match to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body larger than {} bytes (MAX_BODY_BYTES)",
+                    state.max_body_bytes
+                ),
+                None,
+            );
+        }
+    };
+    let msg = match WebhookMessage::from_slice(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(field = %e.path, error = %e.message, "webhook rejected: invalid body");
+            return error(StatusCode::BAD_REQUEST, e.to_string(), Some(&e.path));
+        }
+    };
+    state
+        .metrics
+        .alerts_received
+        .get_or_create(&SourceLabel {
+            source: "alertmanager".into(),
+        })
+        .inc_by(msg.alerts.len() as u64);
+
+    let fifo = state.publisher.is_fifo();
+    let mut seen = HashSet::new();
+    let mut prepared: Vec<PreparedMessage> = Vec::with_capacity(msg.alerts.len());
+    let mut too_large = Vec::new();
+    for (i, alert) in msg.alerts.iter().enumerate() {
+        let env = Envelope::from_alertmanager(&state.cluster, &msg, alert);
+        if !seen.insert(env.id.clone()) {
+            continue; // the same alert twice in one notification: one message
+        }
+        match prepare(env, fifo) {
+            Ok(p) => {
+                state.metrics.envelope_size.observe(p.size as f64);
+                if p.truncated {
+                    state.metrics.envelopes_truncated.inc();
+                }
+                prepared.push(p);
+            }
+            Err(e) => too_large.push((i, e)),
+        }
+    }
+
+    let started = Instant::now();
+    let result = state.publisher.publish(&prepared, &state.metrics).await;
+    state
+        .metrics
+        .publish_duration
+        .observe(started.elapsed().as_secs_f64());
+    let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
+    match result {
+        Ok(()) if too_large.is_empty() => {
+            tracing::info!(group_key = %msg.group_key, alerts = prepared.len(), ids = ?ids, "published");
+            (
+                StatusCode::OK,
+                axum::Json(json!({"status": "ok", "published": prepared.len()})),
+            )
+                .into_response()
+        }
+        Ok(()) => {
+            let (index, e) = &too_large[0];
+            state.metrics.failed("too_large", too_large.len());
+            tracing::error!(published = prepared.len(), error = %e, "alert too large for SNS even without annotations");
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{e}; the other {} alerts were published", prepared.len()),
+                Some(&format!("alerts[{index}].labels")),
+            )
+        }
+        Err(e @ PublishError::Retryable { .. }) => {
+            tracing::warn!(group_key = %msg.group_key, error = %e, "publish failed; answering 503 so Alertmanager retries");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+        }
+        Err(e @ PublishError::Permanent { .. }) => {
+            tracing::error!(group_key = %msg.group_key, error = %e, "publish refused by SNS");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
+        }
+    }
+}
+
+/// Checks the topic until it answers (GetTopicAttributes), then marks the agent ready.
+pub async fn check_topic_until_ready(state: AppState) {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match state
+            .publisher
+            .client()
+            .get_topic_attributes()
+            .topic_arn(state.publisher.topic_arn())
+            .send()
+            .await
+        {
+            Ok(_) => {
+                state.ready.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    topic = state.publisher.topic_arn(),
+                    "topic reachable; ready"
+                );
+                return;
+            }
+            Err(e) => {
+                let c = crate::aws_errors::classify_sdk_error(&e);
+                tracing::warn!(topic = state.publisher.topic_arn(), reason = c.reason, detail = %c.detail, "topic check failed; not ready");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
+}
