@@ -128,7 +128,12 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let e = service.err();
-            classify_code(e.code(), Some(status), e.message().unwrap_or(""))
+            // Modeled errors carry their message in the type; metadata may not.
+            let message = e
+                .message()
+                .map(String::from)
+                .unwrap_or_else(|| e.to_string());
+            classify_code(e.code(), Some(status), &message)
         }
         _ => Classified {
             verdict: Verdict::Permanent,

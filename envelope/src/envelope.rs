@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::webhook::{Alert, WebhookMessage};
+use crate::webhook::{Alert, WebhookMessage, json_path};
 
 /// The schema identifier this crate writes.
 pub const SCHEMA_V1: &str = "alert-manager/v1";
@@ -350,7 +350,7 @@ impl Envelope {
         }
         let de = &mut serde_json::Deserializer::from_str(body);
         serde_path_to_error::deserialize(de).map_err(|e| EnvelopeError::Invalid {
-            path: e.path().to_string(),
+            path: json_path(e.path()),
             message: e.inner().to_string(),
         })
     }

@@ -95,7 +95,7 @@ impl WebhookMessage {
         let de = &mut serde_json::Deserializer::from_slice(body);
         let msg: WebhookMessage =
             serde_path_to_error::deserialize(de).map_err(|e| WebhookParseError {
-                path: e.path().to_string(),
+                path: json_path(e.path()),
                 message: e.inner().to_string(),
             })?;
         if msg.version != WEBHOOK_VERSION {
@@ -108,5 +108,13 @@ impl WebhookMessage {
             });
         }
         Ok(msg)
+    }
+}
+
+/// The path of a JSON error; `.` for the document itself.
+pub(crate) fn json_path(path: &serde_path_to_error::Path) -> String {
+    match path.to_string().as_str() {
+        "?" | "" => ".".to_string(),
+        p => p.to_string(),
     }
 }

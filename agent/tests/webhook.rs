@@ -1,0 +1,549 @@
+//! The webhook handler against an SNS client faked with aws-smithy-mocks:
+//! status codes, per-entry retries, bad input, and no secrets in logs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alert_manager_agent::SnsPublisher;
+use alert_manager_agent::config::BearerToken;
+use alert_manager_agent::metrics::Metrics;
+use alert_manager_agent::publisher::RetryPolicy;
+use alert_manager_agent::server::{AppState, webhook_router};
+use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutput};
+use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
+use aws_smithy_mocks::{Rule, RuleMode, mock};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alerts";
+const TOKEN: &str = "s3cr3t-t0ken-value-0123456789";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../envelope/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn client(rules: &[&Rule], mode: RuleMode) -> aws_sdk_sns::Client {
+    let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(mode);
+    for rule in rules {
+        interceptor = interceptor.with_rule(rule);
+    }
+    let config = aws_sdk_sns::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_sns::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sns::config::Credentials::new(
+            "AKIDTESTKEY",
+            "test-secret-key",
+            None,
+            None,
+            "test",
+        ))
+        // As in production: the publisher is the one retry stage.
+        .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
+        .http_client(aws_smithy_mocks::create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    aws_sdk_sns::Client::from_conf(config)
+}
+
+/// Accepts every entry of every call.
+fn accept_all() -> Rule {
+    mock!(aws_sdk_sns::Client::publish_batch).then_compute_output(|input| {
+        let ok = input
+            .publish_batch_request_entries()
+            .iter()
+            .map(|e| {
+                PublishBatchResultEntry::builder()
+                    .id(e.id())
+                    .message_id(format!("msg-{}", e.id()))
+                    .build()
+            })
+            .collect();
+        PublishBatchOutput::builder()
+            .set_successful(Some(ok))
+            .build()
+    })
+}
+
+fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -> AppState {
+    AppState {
+        publisher: SnsPublisher::new(
+            client,
+            TOPIC.into(),
+            RetryPolicy {
+                deadline,
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            },
+        ),
+        cluster: "prod-eu-1".into(),
+        auth_token: token.map(|t| BearerToken::new(t.into())),
+        max_body_bytes: 1024 * 1024,
+        metrics: Arc::new(Metrics::new()),
+        ready: Arc::new(AtomicBool::new(true)),
+    }
+}
+
+async fn post(
+    state: &AppState,
+    body: Vec<u8>,
+    content_type: Option<&str>,
+    token: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::post("/webhook");
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = webhook_router(state.clone())
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "{status}: body is not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
+}
+
+#[tokio::test]
+async fn accepted_notification_answers_200_after_sns_accepts_every_alert() {
+    let rule = accept_all();
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        Some(TOKEN),
+        Duration::from_secs(1),
+    );
+    let (status, body) = post(
+        &s,
+        fixture("group.json"),
+        Some("application/json"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["published"], 3);
+    assert_eq!(rule.num_calls(), 1, "3 alerts fit one PublishBatch");
+    let metrics = s.metrics.encode();
+    assert!(
+        metrics.contains("alert_manager_agent_alerts_published_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"alert_manager_agent_webhook_responses_total{code="200"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn only_the_failed_entries_are_retried() {
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let calls = seen.clone();
+    // First call: the first entry fails with an SNS-side (retryable) fault.
+    // Every later call accepts everything.
+    let rule = mock!(aws_sdk_sns::Client::publish_batch).then_compute_output(move |input| {
+        let ids: Vec<String> = input
+            .publish_batch_request_entries()
+            .iter()
+            .map(|e| e.id().to_string())
+            .collect();
+        let first_call = calls.lock().unwrap().is_empty();
+        calls.lock().unwrap().push(ids.clone());
+        let (failed, ok) = if first_call {
+            (vec![ids[0].clone()], ids[1..].to_vec())
+        } else {
+            (vec![], ids)
+        };
+        PublishBatchOutput::builder()
+            .set_successful(Some(
+                ok.iter()
+                    .map(|id| {
+                        PublishBatchResultEntry::builder()
+                            .id(id)
+                            .message_id("m")
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .set_failed(Some(
+                failed
+                    .iter()
+                    .map(|id| {
+                        BatchResultErrorEntry::builder()
+                            .id(id)
+                            .code("InternalError")
+                            .sender_fault(false)
+                            .build()
+                            .unwrap()
+                    })
+                    .collect(),
+            ))
+            .build()
+    });
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        None,
+        Duration::from_secs(2),
+    );
+    let (status, body) = post(&s, fixture("group.json"), Some("application/json"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].len(), 3);
+    assert_eq!(
+        calls[1],
+        vec![calls[0][0].clone()],
+        "the retry carries only the failed entry"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried_then_succeeds() {
+    // The first call is throttled (the real SNS error body), later calls succeed.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let rule = mock!(aws_sdk_sns::Client::publish_batch).then_compute_response(move |input| {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return aws_smithy_mocks::MockResponse::Http(aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    r#"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>"#,
+                ),
+            ));
+        }
+        aws_smithy_mocks::MockResponse::Output(
+            PublishBatchOutput::builder()
+                .set_successful(Some(
+                    input
+                        .publish_batch_request_entries()
+                        .iter()
+                        .map(|e| PublishBatchResultEntry::builder().id(e.id()).message_id("m").build())
+                        .collect(),
+                ))
+                .build(),
+        )
+    });
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        None,
+        Duration::from_secs(2),
+    );
+    let (status, body) = post(&s, fixture("firing.json"), Some("application/json"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "throttled once, then accepted"
+    );
+}
+
+#[tokio::test]
+async fn retryable_failure_past_the_deadline_answers_503() {
+    let rule = mock!(aws_sdk_sns::Client::publish_batch).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(503).unwrap(),
+            aws_smithy_types::body::SdkBody::from(
+                "<ErrorResponse><Error><Code>ServiceUnavailable</Code></Error></ErrorResponse>",
+            ),
+        )
+    });
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        None,
+        Duration::from_millis(100),
+    );
+    let (status, body) = post(&s, fixture("firing.json"), Some("application/json"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        rule.num_calls() >= 2,
+        "retried before giving up: {}",
+        rule.num_calls()
+    );
+    assert!(
+        s.metrics
+            .encode()
+            .contains(r#"publish_failures_total{reason="server"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn permanent_failure_answers_500_and_is_not_retried() {
+    let rule = mock!(aws_sdk_sns::Client::publish_batch).then_error(|| {
+        PublishBatchError::AuthorizationErrorException(
+            aws_sdk_sns::types::error::AuthorizationErrorException::builder()
+                .message("not authorized to perform sns:Publish")
+                .build(),
+        )
+    });
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        None,
+        Duration::from_secs(2),
+    );
+    let (status, body) = post(&s, fixture("firing.json"), Some("application/json"), None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(rule.num_calls(), 1, "a permanent failure is not retried");
+    assert!(
+        body["error"].as_str().unwrap().contains("sns:Publish"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_documented_4xx_with_a_json_error() {
+    let rule = accept_all();
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        Some(TOKEN),
+        Duration::from_secs(1),
+    );
+    let json = Some("application/json");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let cases: Vec<(
+        &str,
+        Vec<u8>,
+        Option<&str>,
+        Option<&str>,
+        StatusCode,
+        Option<&str>,
+    )> = vec![
+        (
+            "invalid JSON",
+            b"{not json".to_vec(),
+            json,
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+            Some("."),
+        ),
+        (
+            "version as a number",
+            br#"{"version":4}"#.to_vec(),
+            json,
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+            Some("version"),
+        ),
+        (
+            "alerts null",
+            br#"{"version":"4","groupKey":"k","status":"firing","receiver":"r","alerts":null}"#
+                .to_vec(),
+            json,
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+            Some("alerts"),
+        ),
+        (
+            "deeply nested",
+            deep.into_bytes(),
+            json,
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "invalid UTF-8",
+            vec![b'{', 0xff, 0xfe, b'}'],
+            json,
+            Some(TOKEN),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "10 MB body",
+            vec![b' '; 10 * 1024 * 1024],
+            json,
+            Some(TOKEN),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            "missing token",
+            fixture("firing.json"),
+            json,
+            None,
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "wrong token",
+            fixture("firing.json"),
+            json,
+            Some("guess"),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "wrong content type",
+            fixture("firing.json"),
+            Some("text/plain"),
+            Some(TOKEN),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            "no content type",
+            fixture("firing.json"),
+            None,
+            Some(TOKEN),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+    ];
+    for (name, body, ct, token, want, field) in cases {
+        let (status, json) = post(&s, body, ct, token).await;
+        assert_eq!(status, want, "{name}: {json}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{name}: {json}"
+        );
+        if let Some(field) = field {
+            assert_eq!(json["field"], field, "{name}: {json}");
+        }
+    }
+    assert_eq!(rule.num_calls(), 0, "nothing invalid reached SNS");
+}
+
+#[tokio::test]
+async fn logs_never_contain_the_token_or_aws_credentials() {
+    use tracing_subscriber::fmt::MakeWriter;
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let ok = accept_all();
+    let s = state(
+        client(&[&ok], RuleMode::MatchAny),
+        Some(TOKEN),
+        Duration::from_secs(1),
+    );
+    tracing::info!(config = ?s.auth_token, "state built");
+    post(
+        &s,
+        fixture("firing.json"),
+        Some("application/json"),
+        Some(TOKEN),
+    )
+    .await;
+    post(
+        &s,
+        fixture("firing.json"),
+        Some("application/json"),
+        Some("wrong-token"),
+    )
+    .await;
+    post(&s, b"{bad".to_vec(), Some("application/json"), Some(TOKEN)).await;
+    let denied = mock!(aws_sdk_sns::Client::publish_batch).then_error(|| {
+        PublishBatchError::AuthorizationErrorException(
+            aws_sdk_sns::types::error::AuthorizationErrorException::builder()
+                .message("denied")
+                .build(),
+        )
+    });
+    let s = state(
+        client(&[&denied], RuleMode::MatchAny),
+        Some(TOKEN),
+        Duration::from_secs(1),
+    );
+    post(
+        &s,
+        fixture("firing.json"),
+        Some("application/json"),
+        Some(TOKEN),
+    )
+    .await;
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("published"), "the capture works: {logs}");
+    assert!(logs.contains("<redacted>"), "{logs}");
+    for secret in [TOKEN, "test-secret-key", "wrong-token"] {
+        assert!(!logs.contains(secret), "secret {secret:?} leaked into logs");
+    }
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let alert = (
+            prop_oneof![Just("firing"), Just("resolved"), Just("burning")],
+            prop::collection::btree_map("[a-z_]{1,10}", ".{0,20}", 0..5),
+            prop_oneof![
+                Just(serde_json::json!("2026-01-01T00:00:00Z")),
+                Just(serde_json::json!("0001-01-01T00:00:00Z")),
+                Just(serde_json::json!("not a time")),
+                Just(serde_json::json!(12)),
+            ],
+        )
+            .prop_map(|(status, labels, starts_at)| {
+                serde_json::json!({"status": status, "labels": labels, "annotations": {}, "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": ""})
+            });
+        prop_oneof![
+            // Structurally plausible notifications, some invalid in a field.
+            (
+                prop_oneof![Just(serde_json::json!("4")), Just(serde_json::json!(4)), Just(serde_json::json!(null))],
+                prop::collection::vec(alert, 0..12),
+                any::<bool>(),
+            )
+                .prop_map(|(version, alerts, truncated_as_string)| {
+                    serde_json::to_vec(&serde_json::json!({
+                        "version": version, "groupKey": "{}:{}", "status": "firing", "receiver": "r",
+                        "truncatedAlerts": if truncated_as_string { serde_json::json!("0") } else { serde_json::json!(0) },
+                        "alerts": alerts,
+                    }))
+                    .unwrap()
+                }),
+            // Arbitrary bytes.
+            prop::collection::vec(any::<u8>(), 0..256),
+            // Arbitrary JSON-ish text.
+            "[\\[\\]{}\":,0-9a-z ]{0,200}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5_000, ..ProptestConfig::default() })]
+        #[test]
+        fn generated_bodies_never_get_a_5xx(body in body()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rule = accept_all();
+            let s = state(client(&[&rule], RuleMode::MatchAny), None, Duration::from_secs(1));
+            let (status, json) = rt.block_on(post(&s, body, Some("application/json"), None));
+            prop_assert!(status.is_success() || status.is_client_error(), "{} {}", status, json);
+        }
+    }
+}
