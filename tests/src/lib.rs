@@ -6,6 +6,7 @@
 //!   protocol into the JSON 1.0 protocol moto speaks.
 //! - [`Alertmanager`]: Debian's `prometheus-alertmanager`, given a config.
 //! - [`LambdaWatch`]: `cargo lambda watch`, the Lambda Runtime API emulator.
+//! - [`TcpProxy`]: takes a service down and up again without losing its state.
 //!
 //! A component that is not installed is a test failure that says how to
 //! install it (`infra/local/bootstrap.sh`), never a silent skip.
@@ -15,9 +16,29 @@ mod cloudwatch_bridge;
 mod lambda_watch;
 mod moto;
 mod process;
+mod tcp_proxy;
 
 pub use alertmanager::Alertmanager;
 pub use cloudwatch_bridge::CloudWatchBridge;
 pub use lambda_watch::LambdaWatch;
 pub use moto::{ACCOUNT_ID, MotoServer, REGION};
 pub use process::{ChildGuard, free_port, venv_bin, wait_until_http_ok, workspace_root};
+pub use tcp_proxy::TcpProxy;
+
+/// A binary of this workspace (`alert-manager-agent`, ...), built by
+/// `cargo test --workspace`, next to the running test executable.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test> -> target/debug/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join(name))
+        .unwrap_or_default();
+    assert!(
+        path.exists(),
+        "{} is missing; build it with `cargo test --workspace` (or `make test`)",
+        path.display()
+    );
+    path
+}
