@@ -303,6 +303,16 @@ async fn permanent_failure_answers_500_and_is_not_retried() {
     );
 }
 
+/// name, body, content type, bearer token, expected status, expected `field`.
+type Case<'a> = (
+    &'a str,
+    Vec<u8>,
+    Option<&'a str>,
+    Option<&'a str>,
+    StatusCode,
+    Option<&'a str>,
+);
+
 #[tokio::test]
 async fn bad_input_gets_the_documented_4xx_with_a_json_error() {
     let rule = accept_all();
@@ -313,14 +323,7 @@ async fn bad_input_gets_the_documented_4xx_with_a_json_error() {
     );
     let json = Some("application/json");
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let cases: Vec<(
-        &str,
-        Vec<u8>,
-        Option<&str>,
-        Option<&str>,
-        StatusCode,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "invalid JSON",
             b"{not json".to_vec(),
