@@ -272,6 +272,11 @@ impl SnsPublisher {
         }
     }
 
+    /// The PublishBatch entries for `messages` (what `publish` sends; public for the benchmark).
+    pub fn batch_entries(&self, messages: &[PreparedMessage]) -> Vec<PublishBatchRequestEntry> {
+        messages.iter().filter_map(|m| self.entry(m)).collect()
+    }
+
     fn entry(&self, m: &PreparedMessage) -> Option<PublishBatchRequestEntry> {
         let mut entry = PublishBatchRequestEntry::builder()
             .id(&m.id)
