@@ -52,6 +52,21 @@ impl ChildGuard {
             .status();
     }
 
+    /// Waits up to `timeout` for the child to exit by itself; its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process group and reaps the child.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

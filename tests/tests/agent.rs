@@ -83,7 +83,7 @@ async fn topology(moto: &MotoServer) -> Topology {
 }
 
 struct Agent {
-    _child: ChildGuard,
+    child: ChildGuard,
     webhook: String,
     metrics: String,
     log: PathBuf,
@@ -142,7 +142,7 @@ async fn start_agent(endpoint: &str, topic_arn: &str, extra: &[(&str, &str)]) ->
     )
     .await;
     Agent {
-        _child: child,
+        child,
         webhook: format!("http://127.0.0.1:{listen}/webhook"),
         metrics,
         log,
