@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
+use alert_aws::{RetryPolicy, prepare};
 use alert_envelope::Envelope;
 use alert_envelope::sns::plan_batches;
 use alert_envelope::webhook::WebhookMessage;
 use alert_manager_agent::SnsPublisher;
-use alert_manager_agent::publisher::{RetryPolicy, prepare};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const ALERTS: usize = 10;

@@ -6,18 +6,16 @@
 //! are deterministic, so a retry is deduplicated downstream) or a 4xx with a
 //! JSON body naming what is wrong with the input.
 
-pub mod aws_errors;
 pub mod config;
 pub mod error;
 pub mod metrics;
-pub mod publisher;
 pub mod server;
 pub mod telemetry;
 pub mod whoami;
 
+pub use alert_aws::SnsPublisher;
 pub use config::{Cli, Command, ServeConfig};
 pub use error::Error;
-pub use publisher::SnsPublisher;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -56,7 +54,7 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
     let publisher = SnsPublisher::new(
         aws_sdk_sns::Client::new(sdk),
         config.topic_arn.clone(),
-        publisher::RetryPolicy::within(config.publish_deadline),
+        alert_aws::RetryPolicy::within(config.publish_deadline),
     );
     let state = server::AppState {
         publisher,

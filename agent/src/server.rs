@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::BearerToken;
 use crate::metrics::{CodeLabel, Metrics, SourceLabel};
-use crate::publisher::{PreparedMessage, PublishError, SnsPublisher, prepare};
+use alert_aws::{PreparedMessage, SnsPublisher, prepare};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -178,40 +178,53 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     }
 
     let started = Instant::now();
-    let result = state.publisher.publish(&prepared, &state.metrics).await;
+    let outcome = state.publisher.publish(&prepared).await;
     state
         .metrics
         .publish_duration
         .observe(started.elapsed().as_secs_f64());
-    let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
-    match result {
-        Ok(()) if too_large.is_empty() => {
-            tracing::info!(group_key = %msg.group_key, alerts = prepared.len(), ids = ?ids, "published");
-            (
-                StatusCode::OK,
-                axum::Json(json!({"status": "ok", "published": prepared.len()})),
-            )
-                .into_response()
-        }
-        Ok(()) => {
-            let (index, e) = &too_large[0];
-            state.metrics.failed("too_large", too_large.len());
-            tracing::error!(published = prepared.len(), error = %e, "alert too large for SNS even without annotations");
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("{e}; the other {} alerts were published", prepared.len()),
-                Some(&format!("alerts[{index}].labels")),
-            )
-        }
-        Err(e @ PublishError::Retryable { .. }) => {
-            tracing::warn!(group_key = %msg.group_key, error = %e, "publish failed; answering 503 so Alertmanager retries");
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-        }
-        Err(e @ PublishError::Permanent { .. }) => {
-            tracing::error!(group_key = %msg.group_key, error = %e, "publish refused by SNS");
-            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
-        }
+    state
+        .metrics
+        .alerts_published
+        .inc_by(outcome.accepted.len() as u64);
+    for (_, c) in outcome.permanent.iter().chain(outcome.retryable.iter()) {
+        state.metrics.failed(c.reason, 1);
     }
+    let total = prepared.len();
+    if let Some((_, c)) = outcome.retryable.first() {
+        let failed = outcome.retryable.len() + outcome.permanent.len();
+        let message = format!(
+            "{failed} of {total} alerts not accepted by SNS before the deadline: {}",
+            c.detail
+        );
+        tracing::warn!(group_key = %msg.group_key, error = %message, "publish failed; answering 503 so Alertmanager retries");
+        return error(StatusCode::SERVICE_UNAVAILABLE, message, None);
+    }
+    if let Some((_, c)) = outcome.permanent.first() {
+        let message = format!(
+            "{} of {total} alerts refused by SNS: {}",
+            outcome.permanent.len(),
+            c.detail
+        );
+        tracing::error!(group_key = %msg.group_key, error = %message, "publish refused by SNS");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, message, None);
+    }
+    if let Some((index, e)) = too_large.first() {
+        state.metrics.failed("too_large", too_large.len());
+        tracing::error!(published = total, error = %e, "alert too large for SNS even without annotations");
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{e}; the other {total} alerts were published"),
+            Some(&format!("alerts[{index}].labels")),
+        );
+    }
+    let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
+    tracing::info!(group_key = %msg.group_key, alerts = total, ids = ?ids, "published");
+    (
+        StatusCode::OK,
+        axum::Json(json!({"status": "ok", "published": total})),
+    )
+        .into_response()
 }
 
 /// Checks the topic until it answers (GetTopicAttributes), then marks the agent ready.
@@ -235,7 +248,7 @@ pub async fn check_topic_until_ready(state: AppState) {
                 return;
             }
             Err(e) => {
-                let c = crate::aws_errors::classify_sdk_error(&e);
+                let c = alert_aws::classify_sdk_error(&e);
                 tracing::warn!(topic = state.publisher.topic_arn(), reason = c.reason, detail = %c.detail, "topic check failed; not ready");
             }
         }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use aws_config::SdkConfig;
 
 use crate::Error;
-use crate::aws_errors::classify_sdk_error;
+use alert_aws::classify_sdk_error;
 
 /// Where the default chain will take credentials from, read from the same
 /// environment variables aws-config reads, in the same order.

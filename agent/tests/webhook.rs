@@ -7,10 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alert_aws::RetryPolicy;
 use alert_manager_agent::SnsPublisher;
 use alert_manager_agent::config::BearerToken;
 use alert_manager_agent::metrics::Metrics;
-use alert_manager_agent::publisher::RetryPolicy;
 use alert_manager_agent::server::{AppState, webhook_router};
 use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutput};
 use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};

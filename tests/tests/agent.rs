@@ -337,6 +337,17 @@ async fn alertmanager_to_agent_to_sns_to_sqs_with_filter_policy_and_truncation()
         !log.contains(TOKEN),
         "the bearer token leaked into the agent log"
     );
+
+    // SIGTERM: stop accepting, drain, exit 0.
+    let mut agent = agent;
+    agent.child.signal("TERM");
+    let status = agent.child.wait_exit(Duration::from_secs(25));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "agent did not exit 0 on SIGTERM: {status:?}"
+    );
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(log.contains("drained; exiting"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

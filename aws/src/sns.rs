@@ -1,5 +1,5 @@
 //! `SnsPublisher`: envelopes → PublishBatch, with per-entry failure handling
-//! and the one retry stage of the agent.
+//! and the one retry stage of every publisher in this system.
 //!
 //! A PublishBatch can answer 200 and still fail some entries, so success is
 //! decided per entry. Retryable entries (and whole retryable calls) are sent
@@ -15,8 +15,7 @@ use alert_envelope::sns::{self, MessageAttributes, TooLarge};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::aws_errors::{Classified, Verdict, classify_code, classify_sdk_error};
-use crate::metrics::Metrics;
+use crate::errors::{Classified, Verdict, classify_code, classify_sdk_error};
 
 /// One envelope, ready to send.
 #[derive(Debug, Clone)]
@@ -52,29 +51,22 @@ pub fn prepare(mut env: Envelope, fifo: bool) -> Result<PreparedMessage, TooLarg
     })
 }
 
-/// Why a publish did not fully succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// Some alerts were not accepted, but trying again later may work (answer 503).
-    #[error("{failed} of {total} alerts not accepted by SNS before the deadline: {detail}")]
-    Retryable {
-        /// Alerts not accepted.
-        failed: usize,
-        /// Alerts in the request.
-        total: usize,
-        /// Last failure.
-        detail: String,
-    },
-    /// Some alerts were refused and trying again cannot help (answer 500).
-    #[error("{failed} of {total} alerts refused by SNS: {detail}")]
-    Permanent {
-        /// Alerts refused.
-        failed: usize,
-        /// Alerts in the request.
-        total: usize,
-        /// Why.
-        detail: String,
-    },
+/// What happened to each message of a publish.
+#[derive(Debug, Default)]
+pub struct PublishOutcome {
+    /// Indices of the messages SNS accepted.
+    pub accepted: Vec<usize>,
+    /// Messages SNS refused for good, with why. Not retried.
+    pub permanent: Vec<(usize, Classified)>,
+    /// Messages still failing retryably when the deadline came, with the last failure.
+    pub retryable: Vec<(usize, Classified)>,
+}
+
+impl PublishOutcome {
+    /// True when SNS accepted every message.
+    pub fn all_accepted(&self) -> bool {
+        self.permanent.is_empty() && self.retryable.is_empty()
+    }
 }
 
 /// How long and how often to retry.
@@ -135,16 +127,12 @@ impl SnsPublisher {
         &self.client
     }
 
-    /// Sends every message; `Ok` only when SNS accepted all of them.
-    pub async fn publish(
-        &self,
-        messages: &[PreparedMessage],
-        metrics: &Metrics,
-    ) -> Result<(), PublishError> {
+    /// Sends every message, retrying retryable failures until the deadline,
+    /// and reports what happened to each one.
+    pub async fn publish(&self, messages: &[PreparedMessage]) -> PublishOutcome {
         let started = Instant::now();
-        let total = messages.len();
-        let mut pending: Vec<&PreparedMessage> = messages.iter().collect();
-        let mut permanent: Vec<Classified> = Vec::new();
+        let mut outcome = PublishOutcome::default();
+        let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
             .with_max_delay(self.retry.max_delay)
@@ -152,40 +140,33 @@ impl SnsPublisher {
             .without_max_times()
             .build();
         loop {
-            let mut retry_next: Vec<&PreparedMessage> = Vec::new();
-            let mut last_retryable: Option<Classified> = None;
-            let sizes: Vec<usize> = pending.iter().map(|m| m.size).collect();
+            let mut retry_next: Vec<(usize, Classified)> = Vec::new();
+            let sizes: Vec<usize> = pending.iter().map(|&i| messages[i].size).collect();
             for range in sns::plan_batches(&sizes) {
-                let batch = &pending[range];
-                for (message, outcome) in batch.iter().zip(self.send_batch(batch).await) {
-                    match outcome {
-                        None => {
-                            metrics.alerts_published.inc();
-                        }
-                        Some(c) if c.verdict == Verdict::Retryable => {
-                            retry_next.push(message);
-                            last_retryable = Some(c);
-                        }
+                let batch: Vec<&PreparedMessage> = pending[range.clone()]
+                    .iter()
+                    .map(|&i| &messages[i])
+                    .collect();
+                let results = self.send_batch(&batch).await;
+                for (&index, result) in pending[range].iter().zip(results) {
+                    match result {
+                        None => outcome.accepted.push(index),
+                        Some(c) if c.verdict == Verdict::Retryable => retry_next.push((index, c)),
                         Some(c) => {
-                            metrics.failed(c.reason, 1);
-                            tracing::error!(id = %message.id, reason = c.reason, detail = %c.detail, "SNS refused alert; not retrying");
-                            permanent.push(c);
+                            tracing::error!(id = %messages[index].id, reason = c.reason, detail = %c.detail, "SNS refused message; not retrying");
+                            outcome.permanent.push((index, c));
                         }
                     }
                 }
             }
-            let Some(last) = last_retryable else {
+            let Some((_, last)) = retry_next.last() else {
                 break;
             };
             let delay = backoff.next().unwrap_or(self.retry.max_delay);
             if started.elapsed() + delay > self.retry.deadline {
-                metrics.failed(last.reason, retry_next.len());
-                tracing::warn!(failed = retry_next.len(), reason = last.reason, detail = %last.detail, "publish deadline reached; answering retryable");
-                return Err(PublishError::Retryable {
-                    failed: retry_next.len() + permanent.len(),
-                    total,
-                    detail: last.detail,
-                });
+                tracing::warn!(failed = retry_next.len(), reason = last.reason, detail = %last.detail, "publish deadline reached");
+                outcome.retryable = retry_next;
+                break;
             }
             tracing::debug!(
                 pending = retry_next.len(),
@@ -194,16 +175,9 @@ impl SnsPublisher {
                 "retrying publish"
             );
             tokio::time::sleep(delay).await;
-            pending = retry_next;
+            pending = retry_next.into_iter().map(|(i, _)| i).collect();
         }
-        match permanent.first() {
-            None => Ok(()),
-            Some(first) => Err(PublishError::Permanent {
-                failed: permanent.len(),
-                total,
-                detail: first.detail.clone(),
-            }),
-        }
+        outcome
     }
 
     /// One PublishBatch call; one outcome per message in order: `None` when
