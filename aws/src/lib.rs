@@ -8,4 +8,6 @@ pub mod errors;
 pub mod sns;
 
 pub use errors::{Classified, Verdict, classify_code, classify_sdk_error};
-pub use sns::{PreparedMessage, PublishOutcome, RetryPolicy, SnsPublisher, prepare};
+pub use sns::{
+    PreparedMessage, PublishOutcome, RetryPolicy, SnsPublisher, prepare, prepare_with_attributes,
+};

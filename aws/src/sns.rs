@@ -36,9 +36,19 @@ pub struct PreparedMessage {
     pub truncated: bool,
 }
 
-/// Turns an envelope into a message that satisfies every SNS rule.
-pub fn prepare(mut env: Envelope, fifo: bool) -> Result<PreparedMessage, TooLarge> {
+/// Turns an envelope into a message that satisfies every SNS rule, with the
+/// standard attributes.
+pub fn prepare(env: Envelope, fifo: bool) -> Result<PreparedMessage, TooLarge> {
     let attributes = MessageAttributes::for_envelope(&env);
+    prepare_with_attributes(env, fifo, attributes)
+}
+
+/// Like [`prepare`], with the caller's attributes.
+pub fn prepare_with_attributes(
+    mut env: Envelope,
+    fifo: bool,
+    attributes: MessageAttributes,
+) -> Result<PreparedMessage, TooLarge> {
     let fitted = sns::fit_to_size(&mut env, &attributes)?;
     Ok(PreparedMessage {
         id: env.id.clone(),
@@ -60,6 +70,8 @@ pub struct PublishOutcome {
     pub permanent: Vec<(usize, Classified)>,
     /// Messages still failing retryably when the deadline came, with the last failure.
     pub retryable: Vec<(usize, Classified)>,
+    /// PublishBatch calls made.
+    pub calls: usize,
 }
 
 impl PublishOutcome {
@@ -130,6 +142,16 @@ impl SnsPublisher {
     /// Sends every message, retrying retryable failures until the deadline,
     /// and reports what happened to each one.
     pub async fn publish(&self, messages: &[PreparedMessage]) -> PublishOutcome {
+        self.publish_within(messages, self.retry.deadline).await
+    }
+
+    /// Like [`SnsPublisher::publish`], with a deadline for this call only
+    /// (a Lambda derives it from the time the invocation has left).
+    pub async fn publish_within(
+        &self,
+        messages: &[PreparedMessage],
+        deadline: Duration,
+    ) -> PublishOutcome {
         let started = Instant::now();
         let mut outcome = PublishOutcome::default();
         let mut pending: Vec<usize> = (0..messages.len()).collect();
@@ -147,6 +169,7 @@ impl SnsPublisher {
                     .iter()
                     .map(|&i| &messages[i])
                     .collect();
+                outcome.calls += 1;
                 let results = self.send_batch(&batch).await;
                 for (&index, result) in pending[range].iter().zip(results) {
                     match result {
@@ -163,7 +186,7 @@ impl SnsPublisher {
                 break;
             };
             let delay = backoff.next().unwrap_or(self.retry.max_delay);
-            if started.elapsed() + delay > self.retry.deadline {
+            if started.elapsed() + delay > deadline {
                 tracing::warn!(failed = retry_next.len(), reason = last.reason, detail = %last.detail, "publish deadline reached");
                 outcome.retryable = retry_next;
                 break;

@@ -222,6 +222,10 @@ pub struct Enrichment {
     /// CloudWatch metrics around the alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudwatch: Option<CloudWatchEnrichment>,
+    /// Owning team as the Lambda resolved it: `kubernetes.team`, then an EC2
+    /// tag, then the `team` label, then the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     /// Sinks the alert was routed to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routed_to: Vec<String>,
@@ -397,11 +401,12 @@ impl Envelope {
             .or_else(|| self.labels.get("namespace").map(String::as_str))
     }
 
-    /// The owning team: the resolved context first, then the `team` label.
+    /// The owning team: the Lambda's resolution, the cluster's, then the `team` label.
     pub fn team(&self) -> Option<&str> {
-        self.kubernetes
+        self.enrichment
             .as_ref()
-            .and_then(|k| k.team.as_deref())
+            .and_then(|e| e.team.as_deref())
+            .or_else(|| self.kubernetes.as_ref().and_then(|k| k.team.as_deref()))
             .or_else(|| self.labels.get("team").map(String::as_str))
     }
 }

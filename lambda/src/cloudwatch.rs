@@ -1,0 +1,188 @@
+//! `CloudWatchEnricher`: every metric query of a batch in GetMetricData calls
+//! of at most 500 queries, following NextToken.
+//!
+//! One window covers the whole batch (from the earliest alert's window start
+//! to now), so the batch needs one call per 500 queries; each alert's summary
+//! is then computed over its own window.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alert_aws::classify_sdk_error;
+use alert_envelope::{MetricPoint, MetricSummary};
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+
+use crate::config::MetricSpec;
+
+/// Most queries GetMetricData takes in one call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
+
+/// One series to fetch: an instance and a metric spec.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    /// Instance id (the `InstanceId` dimension).
+    pub instance_id: String,
+    /// The metric.
+    pub spec: MetricSpec,
+}
+
+/// Fetches metric series for many instances at once.
+#[derive(Debug, Clone)]
+pub struct CloudWatchEnricher {
+    client: aws_sdk_cloudwatch::Client,
+    period_seconds: u32,
+}
+
+impl CloudWatchEnricher {
+    /// An enricher with the given period (a multiple of 60).
+    pub fn new(client: aws_sdk_cloudwatch::Client, period_seconds: u32) -> Self {
+        CloudWatchEnricher {
+            client,
+            period_seconds,
+        }
+    }
+
+    /// Period of each point.
+    pub fn period_seconds(&self) -> u32 {
+        self.period_seconds
+    }
+
+    /// Points of every series between `start` and `end` (epoch seconds),
+    /// oldest first; and the number of calls made. A failed call fails the
+    /// series it carried, with the message.
+    pub async fn fetch(
+        &self,
+        series: &[SeriesKey],
+        start: i64,
+        end: i64,
+        timeout: Duration,
+    ) -> (HashMap<SeriesKey, Result<Vec<MetricPoint>, String>>, usize) {
+        let mut out = HashMap::new();
+        let mut calls = 0;
+        let period = self.period_seconds as i64;
+        let start = start - start.rem_euclid(period);
+        for (chunk_index, chunk) in series.chunks(MAX_QUERIES_PER_CALL).enumerate() {
+            let queries: Vec<MetricDataQuery> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, key)| query(&format!("q{chunk_index}_{i}"), key, self.period_seconds))
+                .collect();
+            let mut points: HashMap<String, Vec<MetricPoint>> = HashMap::new();
+            let mut next_token: Option<String> = None;
+            let result: Result<(), String> = loop {
+                calls += 1;
+                let call = self
+                    .client
+                    .get_metric_data()
+                    .set_metric_data_queries(Some(queries.clone()))
+                    .start_time(DateTime::from_secs(start))
+                    .end_time(DateTime::from_secs(end))
+                    .scan_by(ScanBy::TimestampAscending)
+                    .set_next_token(next_token.take())
+                    .send();
+                match tokio::time::timeout(timeout, call).await {
+                    Err(_) => break Err(format!("GetMetricData timed out after {timeout:?}")),
+                    Ok(Err(e)) => {
+                        let c = classify_sdk_error(&e);
+                        break Err(format!("GetMetricData failed ({}): {}", c.reason, c.detail));
+                    }
+                    Ok(Ok(resp)) => {
+                        for r in resp.metric_data_results() {
+                            let entry = points.entry(r.id().unwrap_or("").to_string()).or_default();
+                            for (t, v) in r.timestamps().iter().zip(r.values()) {
+                                if let (Ok(ts), true) =
+                                    (jiff::Timestamp::from_second(t.secs()), v.is_finite())
+                                {
+                                    entry.push(MetricPoint {
+                                        timestamp: ts,
+                                        value: *v,
+                                    });
+                                }
+                            }
+                        }
+                        match resp.next_token() {
+                            Some(t) if !t.is_empty() => next_token = Some(t.to_string()),
+                            _ => break Ok(()),
+                        }
+                    }
+                }
+            };
+            for (i, key) in chunk.iter().enumerate() {
+                let value = match &result {
+                    Ok(()) => {
+                        let mut p = points
+                            .remove(&format!("q{chunk_index}_{i}"))
+                            .unwrap_or_default();
+                        p.sort_by_key(|p| p.timestamp);
+                        Ok(p)
+                    }
+                    Err(e) => Err(e.clone()),
+                };
+                out.insert(key.clone(), value);
+            }
+        }
+        (out, calls)
+    }
+}
+
+fn query(id: &str, key: &SeriesKey, period: u32) -> MetricDataQuery {
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace(&key.spec.namespace)
+                        .metric_name(&key.spec.name)
+                        .dimensions(
+                            Dimension::builder()
+                                .name("InstanceId")
+                                .value(&key.instance_id)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .period(period as i32)
+                .stat(&key.spec.stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
+/// Summary of the points inside `[from, to]`, keeping at most `max_points` of the newest.
+pub fn summarize(
+    spec: &MetricSpec,
+    points: &[MetricPoint],
+    from: i64,
+    max_points: usize,
+) -> MetricSummary {
+    let window: Vec<MetricPoint> = points
+        .iter()
+        .filter(|p| p.timestamp.as_second() >= from)
+        .cloned()
+        .collect();
+    let values: Vec<f64> = window.iter().map(|p| p.value).collect();
+    let max = values
+        .iter()
+        .copied()
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let avg = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+    let skip = window.len().saturating_sub(max_points);
+    MetricSummary {
+        metric: spec.name.clone(),
+        stat: spec.stat.clone(),
+        latest: values.last().copied(),
+        max,
+        avg,
+        points: window.into_iter().skip(skip).collect(),
+    }
+}
+
+/// A CloudWatch console link to the instance's EC2 metrics.
+pub fn console_url(region: &str, instance_id: &str) -> String {
+    format!(
+        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#metricsV2?search=InstanceId%3D{instance_id}&namespace=AWS%2FEC2"
+    )
+}
