@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use alert_envelope::webhook::WebhookMessage;
-use alert_manager_tests::{Alertmanager, CloudWatchBridge, LambdaWatch, MotoServer, REGION};
+use alert_manager_tests::{Alertmanager, CloudWatchBridge, MotoServer, REGION};
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat};
 use aws_sdk_sqs::types::QueueAttributeName;
 use axum::extract::State;
@@ -266,16 +266,5 @@ async fn irsa_web_identity_credentials_publish_through_a_filter_policy() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cargo_lambda_watch_runs_a_workspace_function() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let watch = LambdaWatch::start(dir, &[("ECHO_MARKER", "from-the-test")]).await;
-    let event = serde_json::json!({"Records": [{"messageId": "m-1"}]});
-    let out = watch.invoke("echo-lambda", &event).await.unwrap();
-    assert_eq!(out["echo"], event);
-    assert_eq!(
-        out["marker"], "from-the-test",
-        "the function inherits the watch environment"
-    );
-    assert!(out["request_id"].as_str().is_some_and(|id| !id.is_empty()));
-}
+// `cargo lambda watch` is proven with the real enricher binary in tests/enricher.rs
+// (the_real_binary_under_cargo_lambda_watch_delivers_an_enriched_envelope).
