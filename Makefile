@@ -20,7 +20,7 @@ lint: ## clippy on every target, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit: ## cargo test --workspace (needs `make bootstrap` for the real components)
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 schema: ## regenerate docs/envelope.schema.json from the Rust types
 	UPDATE_SCHEMA=1 $(CARGO) test --workspace --test contract committed_schema_matches_the_types
