@@ -321,3 +321,15 @@ fn committed_schema_matches_the_types() {
         "docs/envelope.schema.json is stale; regenerate it with `make schema`"
     );
 }
+
+#[test]
+fn the_documented_enriched_example_is_a_valid_envelope() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/enriched-envelope.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let env = Envelope::from_json(&text).unwrap();
+    let enrichment = env.enrichment.expect("the example is enriched");
+    assert!(enrichment.ec2.is_some() && enrichment.cloudwatch.is_some());
+}

@@ -657,3 +657,107 @@ async fn the_real_binary_under_cargo_lambda_watch_delivers_an_enriched_envelope(
     assert!(enrichment.cloudwatch.is_some());
     assert_eq!(enrichment.team.as_deref(), Some("payments"));
 }
+
+/// The filter policies of docs/subscribers.md (docs/examples/filter-policies.json),
+/// subscribed in moto, each receive exactly the enriched alerts they promise.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_subscriber_guide_filter_policies_select_what_they_promise() {
+    let s = stack(2).await;
+    let policies: BTreeMap<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/examples/filter-policies.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let sns = aws_sdk_sns::Client::new(&s.config);
+    let sqs = aws_sdk_sqs::Client::new(&s.config);
+    let mut queues = BTreeMap::new();
+    for (name, policy) in &policies {
+        let url = sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&QueueAttributeName::QueueArn]
+            .clone();
+        sns.subscribe()
+            .topic_arn(&s.enriched_topic)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true")
+            .attributes("FilterPolicy", policy.to_string())
+            .send()
+            .await
+            .unwrap();
+        queues.insert(name.clone(), url);
+    }
+
+    // instances[0] is tagged team=payments, instances[1] team=search.
+    let cases = [
+        (
+            "prod-eu-1",
+            "KubePodCrashLooping",
+            "critical",
+            Status::Firing,
+            0,
+        ),
+        (
+            "prod-eu-1",
+            "KubePodCrashLooping",
+            "critical",
+            Status::Resolved,
+            0,
+        ),
+        ("prod-us-1", "NodeDiskFull", "warning", Status::Firing, 0),
+        ("prod-us-1", "Watchdog", "none", Status::Firing, 1),
+        ("prod-eu-1", "HighLatency", "critical", Status::Firing, 1),
+    ];
+    let bodies: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (cluster, name, severity, status, instance))| {
+            let mut e = envelope(i, Some(&s.instances[*instance]), severity);
+            e.cluster = cluster.to_string();
+            e.alertname = name.to_string();
+            e.labels.insert("alertname".into(), name.to_string());
+            e.status = *status;
+            e.id = derive_id(cluster, &e.fingerprint, *status, e.starts_at, None);
+            serde_json::to_string(&e).unwrap()
+        })
+        .collect();
+    let out = enricher(&s, None)
+        .handle(&sqs_event(&bodies), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+
+    let expect: BTreeMap<&str, Vec<usize>> = [
+        ("my-team-critical", vec![0, 1]),
+        ("one-cluster", vec![0, 1, 4]),
+        ("resolved-only", vec![1]),
+        ("all-but-watchdog", vec![0, 1, 2, 4]),
+    ]
+    .into_iter()
+    .collect();
+    for (name, want) in expect {
+        let got = drain(&sqs, &queues[name], want.len() + 1, Duration::from_secs(4)).await;
+        let mut got_fps: Vec<String> = got.iter().map(|e| e.fingerprint.clone()).collect();
+        got_fps.sort();
+        let want_fps: Vec<String> = want.iter().map(|i| format!("{i:016x}")).collect();
+        assert_eq!(got_fps, want_fps, "policy {name}");
+    }
+}
