@@ -171,7 +171,7 @@ impl EnricherArgs {
                 "ENRICHED_TOPIC_ARN {topic:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
             )));
         }
-        if self.metric_period_seconds == 0 || self.metric_period_seconds % 60 != 0 {
+        if self.metric_period_seconds == 0 || !self.metric_period_seconds.is_multiple_of(60) {
             return Err(Error::Config(format!(
                 "METRIC_PERIOD_SECONDS is {}; CloudWatch needs a multiple of 60",
                 self.metric_period_seconds
