@@ -585,6 +585,46 @@ async fn a_publish_failure_makes_exactly_that_record_a_batch_item_failure() {
         rule.num_calls() >= 2,
         "the failed entry was retried before giving up"
     );
+
+    // A direct SNS subscription: the same failure is an invocation error (async retry applies),
+    // and a batch without it succeeds.
+    let sns_event = |bodies: &[String]| {
+        let template: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../lambda/fixtures/sns-event.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let records: Vec<Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut r = template["Records"][0].clone();
+                r["Sns"]["MessageId"] = json!(format!("sns-{i}"));
+                r["Sns"]["Message"] = json!(b);
+                r
+            })
+            .collect();
+        json!({ "Records": records })
+    };
+    let err = e
+        .handle(&sns_event(&bodies), Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("1 of 3 records not delivered"),
+        "{err}"
+    );
+    let ok = e
+        .handle(
+            &sns_event(&[bodies[0].clone(), bodies[2].clone()]),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok, json!({}));
 }
 
 #[tokio::test(flavor = "multi_thread")]
