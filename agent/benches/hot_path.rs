@@ -3,6 +3,8 @@
 //! planning → PublishBatch entries. Reports alerts/s on one core.
 //!
 //!   cargo bench --workspace --bench hot_path
+//!
+//! A baseline (untyped JSON parse of the same body) runs in the same process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code
 
@@ -50,6 +52,11 @@ fn hot_path(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("agent");
     group.throughput(Throughput::Elements(ALERTS as u64));
+    // Baseline in the same run: only parsing the body into untyped JSON. The
+    // ratio hot path / baseline is what to compare across machines.
+    group.bench_function("baseline_serde_json_value_parse_10_alerts", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+    });
     group.bench_function("webhook_to_publish_batch_entries_10_alerts", |b| {
         b.iter(|| {
             let msg = WebhookMessage::from_slice(&body).unwrap();
