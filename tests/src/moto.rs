@@ -128,6 +128,53 @@ impl MotoServer {
             .unwrap_or_else(|e| panic!("moto {path}: {e}"));
     }
 
+    /// Creates SQS queue `queue` and subscribes it to `topic_arn` with raw
+    /// delivery and an optional filter policy; returns the queue URL.
+    pub async fn subscribe_queue(
+        &self,
+        topic_arn: &str,
+        queue: &str,
+        filter_policy: Option<&str>,
+    ) -> String {
+        let config = self.sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let url = sqs
+            .create_queue()
+            .queue_name(queue)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.queue_url().map(String::from))
+            .unwrap_or_else(|| panic!("create queue {queue} in moto"));
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| {
+                o.attributes().and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                        .cloned()
+                })
+            })
+            .unwrap_or_else(|| panic!("queue ARN of {queue}"));
+        let mut sub = aws_sdk_sns::Client::new(&config)
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true");
+        if let Some(policy) = filter_policy {
+            sub = sub.attributes("FilterPolicy", policy);
+        }
+        sub.send()
+            .await
+            .unwrap_or_else(|e| panic!("subscribe {queue}: {e}"));
+        url
+    }
+
     /// SDK config pointing at moto with static test credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())

@@ -13,7 +13,6 @@ use alert_manager_tests::{
     Alertmanager, ChildGuard, MotoServer, REGION, TcpProxy, free_port, wait_until_http_ok,
     workspace_binary,
 };
-use aws_sdk_sqs::types::QueueAttributeName;
 
 const TOKEN: &str = "e2e-bearer-token-6f1b0c2a9d";
 const ROLE: &str = "arn:aws:iam::123456789012:role/alert-manager-agent";
@@ -38,46 +37,14 @@ async fn topology(moto: &MotoServer) -> Topology {
         .topic_arn()
         .unwrap()
         .to_string();
-    let mut urls = Vec::new();
-    for (name, filter) in [
-        ("all", None),
-        ("critical", Some(r#"{"severity":["critical"]}"#)),
-    ] {
-        let url = sqs
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_string();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
-        let mut sub = sns
-            .subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(arn)
-            .attributes("RawMessageDelivery", "true");
-        if let Some(f) = filter {
-            sub = sub.attributes("FilterPolicy", f);
-        }
-        sub.send().await.unwrap();
-        urls.push(url);
-    }
+    let all_queue = moto.subscribe_queue(&topic_arn, "all", None).await;
+    let critical_queue = moto
+        .subscribe_queue(&topic_arn, "critical", Some(r#"{"severity":["critical"]}"#))
+        .await;
     Topology {
         topic_arn,
-        critical_queue: urls.pop().unwrap(),
-        all_queue: urls.pop().unwrap(),
+        critical_queue,
+        all_queue,
         sqs,
     }
 }

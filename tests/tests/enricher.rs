@@ -14,7 +14,6 @@ use alert_manager_enricher::config::EnricherArgs;
 use alert_manager_tests::{CloudWatchBridge, LambdaWatch, MotoServer, REGION};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -106,7 +105,6 @@ async fn stack(instances: usize) -> Stack {
     }
 
     let sns = aws_sdk_sns::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
     let enriched_topic = sns
         .create_topic()
         .name("alerts-enriched")
@@ -116,52 +114,23 @@ async fn stack(instances: usize) -> Stack {
         .topic_arn()
         .unwrap()
         .to_string();
-    let mut queues = Vec::new();
-    for (name, filter) in [
-        (
+    let team_queue = moto
+        .subscribe_queue(
+            &enriched_topic,
             "payments-critical",
             Some(r#"{"team":["payments"],"severity":["critical"]}"#),
-        ),
-        ("everything", None),
-    ] {
-        let url = sqs
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_string();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
-        let mut sub = sns
-            .subscribe()
-            .topic_arn(&enriched_topic)
-            .protocol("sqs")
-            .endpoint(arn)
-            .attributes("RawMessageDelivery", "true");
-        if let Some(f) = filter {
-            sub = sub.attributes("FilterPolicy", f);
-        }
-        sub.send().await.unwrap();
-        queues.push(url);
-    }
+        )
+        .await;
+    let all_queue = moto
+        .subscribe_queue(&enriched_topic, "everything", None)
+        .await;
     Stack {
         moto,
         bridge,
         config,
         enriched_topic,
-        all_queue: queues.pop().unwrap(),
-        team_queue: queues.pop().unwrap(),
+        all_queue,
+        team_queue,
         instances: ids,
     }
 }
@@ -711,38 +680,13 @@ async fn the_subscriber_guide_filter_policies_select_what_they_promise() {
         .unwrap(),
     )
     .unwrap();
-    let sns = aws_sdk_sns::Client::new(&s.config);
     let sqs = aws_sdk_sqs::Client::new(&s.config);
     let mut queues = BTreeMap::new();
     for (name, policy) in &policies {
-        let url = sqs
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_string();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
-        sns.subscribe()
-            .topic_arn(&s.enriched_topic)
-            .protocol("sqs")
-            .endpoint(arn)
-            .attributes("RawMessageDelivery", "true")
-            .attributes("FilterPolicy", policy.to_string())
-            .send()
-            .await
-            .unwrap();
+        let url = s
+            .moto
+            .subscribe_queue(&s.enriched_topic, name, Some(&policy.to_string()))
+            .await;
         queues.insert(name.clone(), url);
     }
 
