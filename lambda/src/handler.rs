@@ -39,8 +39,6 @@ pub struct BatchReport {
     pub first_failure: Option<String>,
     /// Counters, also emitted as EMF.
     pub counts: Counts,
-    /// The enriched envelopes that were delivered.
-    pub delivered: Vec<Envelope>,
 }
 
 impl Enricher {
@@ -171,7 +169,6 @@ impl Enricher {
             for message_id in &owners[i] {
                 tracing::info!(id = %env.id, message_id = %message_id, team = env.team().unwrap_or(""), degraded, "delivered");
             }
-            report.delivered.push(env.clone());
         }
         for (p, c) in outcome.permanent.iter().chain(outcome.retryable.iter()) {
             let i = prepared_index[*p];
