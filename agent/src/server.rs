@@ -229,7 +229,13 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
 
 /// Checks the topic until it answers (GetTopicAttributes), then marks the agent ready.
 pub async fn check_topic_until_ready(state: AppState) {
-    let mut delay = std::time::Duration::from_millis(200);
+    use backon::BackoffBuilder;
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(200))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
     loop {
         match state
             .publisher
@@ -252,7 +258,7 @@ pub async fn check_topic_until_ready(state: AppState) {
                 tracing::warn!(topic = state.publisher.topic_arn(), reason = c.reason, detail = %c.detail, "topic check failed; not ready");
             }
         }
+        let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(10));
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(10));
     }
 }
