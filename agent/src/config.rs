@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::Error;
+use crate::context::ContextConfig;
+use crate::events::{EventFilter, OverflowPolicy};
 
 /// Receives Prometheus Alertmanager webhooks and publishes one envelope per
 /// alert to an SNS topic, answering 2xx only once SNS has accepted them all.
@@ -60,10 +62,103 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
 
-    /// Kubernetes context: `auto` uses the in-cluster API when
-    /// KUBERNETES_SERVICE_HOST is set; `off` never talks to Kubernetes.
+    /// Kubernetes context: `auto` uses the in-cluster service account (or
+    /// KUBECONFIG) when there is one and runs without context otherwise; `off`
+    /// never talks to Kubernetes. Needs get/list/watch on nodes and
+    /// namespaces and get on pods (see docs/rbac.md).
     #[arg(long, env = "KUBERNETES_CONTEXT", value_enum, default_value_t = KubernetesMode::Auto)]
     pub kubernetes: KubernetesMode,
+
+    /// Namespace annotation naming the team that owns the namespace's alerts
+    /// (copied to `kubernetes.team`).
+    #[arg(long, env = "TEAM_ANNOTATION", default_value = "alert-manager.io/team")]
+    pub team_annotation: String,
+
+    /// Namespace label naming the owning team, read when the annotation is absent.
+    #[arg(long, env = "TEAM_LABEL", default_value = "team")]
+    pub team_label: String,
+
+    /// Namespace labels copied into `kubernetes.namespace_labels`
+    /// (comma-separated, e.g. `env,cost-center`).
+    #[arg(long, env = "NAMESPACE_LABELS", value_delimiter = ',')]
+    pub namespace_labels: Vec<String>,
+
+    /// How long a pod → node lookup is reused, in seconds.
+    #[arg(long, env = "POD_CACHE_TTL_SECONDS", default_value_t = 30)]
+    pub pod_cache_ttl_seconds: u64,
+
+    /// Also publish Kubernetes Warning events as alerts (source
+    /// `kubernetes-event`). Needs list/watch on events.k8s.io events and
+    /// get/create/update on leases in the agent's namespace.
+    #[arg(long = "events", env = "EVENTS_ENABLED")]
+    pub events: bool,
+
+    /// Only events in these namespaces (comma-separated; default all).
+    #[arg(long, env = "EVENT_NAMESPACES", value_delimiter = ',')]
+    pub event_namespaces: Vec<String>,
+
+    /// Never events in these namespaces (comma-separated).
+    #[arg(long, env = "EVENT_EXCLUDE_NAMESPACES", value_delimiter = ',')]
+    pub event_exclude_namespaces: Vec<String>,
+
+    /// Only events with these reasons (comma-separated; `*` for every reason).
+    #[arg(
+        long,
+        env = "EVENT_REASONS",
+        value_delimiter = ',',
+        default_value = "BackOff,FailedScheduling,OOMKilling,NodeNotReady,FailedMount,FailedAttachVolume,Evicted,FailedCreatePodSandBox"
+    )]
+    pub event_reasons: Vec<String>,
+
+    /// Never events with these reasons (comma-separated).
+    #[arg(long, env = "EVENT_EXCLUDE_REASONS", value_delimiter = ',')]
+    pub event_exclude_reasons: Vec<String>,
+
+    /// Only events that happened at least this many times.
+    #[arg(long, env = "EVENT_MIN_COUNT", default_value_t = 1)]
+    pub event_min_count: u32,
+
+    /// Ignore events last seen longer ago than this, in seconds, so that a
+    /// restart does not replay the cluster's event history.
+    #[arg(long, env = "EVENT_MAX_AGE_SECONDS", default_value_t = 300)]
+    pub event_max_age_seconds: u64,
+
+    /// Alerts buffered between the event watcher and SNS.
+    #[arg(long, env = "EVENT_BUFFER_SIZE", default_value_t = 1000)]
+    pub event_buffer_size: usize,
+
+    /// What happens when the event buffer is full; every drop is counted in
+    /// alert_manager_agent_events_dropped{reason="buffer_full"} and logged.
+    #[arg(long, env = "EVENT_OVERFLOW", value_enum, default_value_t = OverflowPolicy::DropOldest)]
+    pub event_overflow: OverflowPolicy,
+
+    /// At most this many event alerts per involved object per
+    /// --event-rate-window-seconds (a crash-looping pod cannot flood SNS).
+    #[arg(long, env = "EVENT_RATE_PER_OBJECT", default_value_t = 5)]
+    pub event_rate_per_object: usize,
+
+    /// The window of --event-rate-per-object, in seconds.
+    #[arg(long, env = "EVENT_RATE_WINDOW_SECONDS", default_value_t = 600)]
+    pub event_rate_window_seconds: u64,
+
+    /// Lease that elects the one replica publishing events.
+    #[arg(long, env = "LEASE_NAME", default_value = "alert-manager-agent-events")]
+    pub lease_name: String,
+
+    /// Namespace of the lease; the agent's own (downward API), else the
+    /// service account's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the lease (downward API pod name; falls
+    /// back to HOSTNAME).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Lease duration in seconds; a replica that loses the lease stops
+    /// publishing events within it.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
 
     /// Log format. RUST_LOG sets the level (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
@@ -88,7 +183,7 @@ pub struct ServeArgs {
 /// Kubernetes context mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KubernetesMode {
-    /// In-cluster when KUBERNETES_SERVICE_HOST is set, off otherwise.
+    /// The in-cluster service account, else KUBECONFIG; without either, no context.
     Auto,
     /// No Kubernetes context.
     Off,
@@ -122,6 +217,35 @@ pub struct ServeConfig {
     pub publish_deadline: Duration,
     /// Drain time on shutdown.
     pub drain: Duration,
+    /// Kubernetes context mode.
+    pub kubernetes: KubernetesMode,
+    /// Team and label settings of the context.
+    pub context: ContextConfig,
+    /// The events source, when enabled.
+    pub events: Option<EventsConfig>,
+}
+
+/// Settings of the Kubernetes events source.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Which events.
+    pub filter: EventFilter,
+    /// Buffer capacity.
+    pub buffer_size: usize,
+    /// Overflow policy.
+    pub overflow: OverflowPolicy,
+    /// Alerts per object per window.
+    pub rate_per_object: usize,
+    /// The rate window.
+    pub rate_window: Duration,
+    /// Lease name.
+    pub lease_name: String,
+    /// Lease namespace; `None`: the client's default namespace.
+    pub lease_namespace: Option<String>,
+    /// This replica's identity.
+    pub identity: String,
+    /// Lease duration.
+    pub lease_duration: Duration,
 }
 
 /// A secret bearer token whose Debug output is redacted.
@@ -158,6 +282,9 @@ impl std::fmt::Debug for ServeConfig {
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
             )
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("kubernetes", &self.kubernetes)
+            .field("context", &self.context)
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -190,7 +317,33 @@ impl ServeArgs {
                 "--publish-deadline-seconds / PUBLISH_DEADLINE_SECONDS must be at least 1".into(),
             ));
         }
+        let clean = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        if self.team_annotation.trim().is_empty() && self.team_label.trim().is_empty() {
+            return Err(Error::Config(
+                "--team-annotation / TEAM_ANNOTATION and --team-label / TEAM_LABEL are both empty; set at least one".into(),
+            ));
+        }
+        let context = ContextConfig {
+            team_annotation: self.team_annotation.trim().to_string(),
+            team_label: self.team_label.trim().to_string(),
+            namespace_labels: clean(&self.namespace_labels),
+            pod_cache_ttl: Duration::from_secs(self.pod_cache_ttl_seconds),
+            ..ContextConfig::default()
+        };
+        let events = if self.events {
+            Some(self.events_config(&clean)?)
+        } else {
+            None
+        };
         Ok(ServeConfig {
+            kubernetes: self.kubernetes,
+            context,
+            events,
             topic_arn,
             cluster,
             listen: self.listen,
@@ -199,6 +352,66 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             publish_deadline: Duration::from_secs(self.publish_deadline_seconds),
             drain: Duration::from_secs(self.drain_seconds),
+        })
+    }
+}
+
+impl ServeArgs {
+    fn events_config(
+        &self,
+        clean: &dyn Fn(&[String]) -> Vec<String>,
+    ) -> Result<EventsConfig, Error> {
+        if self.kubernetes == KubernetesMode::Off {
+            return Err(Error::Config(
+                "--events / EVENTS_ENABLED needs the Kubernetes API, but --kubernetes / KUBERNETES_CONTEXT is off".into(),
+            ));
+        }
+        let mut reasons = clean(&self.event_reasons);
+        if reasons.iter().any(|r| r == "*") {
+            reasons.clear();
+        }
+        if self.event_buffer_size == 0 {
+            return Err(Error::Config(
+                "--event-buffer-size / EVENT_BUFFER_SIZE must be at least 1".into(),
+            ));
+        }
+        if self.event_rate_per_object == 0 || self.event_rate_window_seconds == 0 {
+            return Err(Error::Config(
+                "--event-rate-per-object / EVENT_RATE_PER_OBJECT and --event-rate-window-seconds / EVENT_RATE_WINDOW_SECONDS must be at least 1".into(),
+            ));
+        }
+        if self.lease_duration_seconds < 2 {
+            return Err(Error::Config(
+                "--lease-duration-seconds / LEASE_DURATION_SECONDS must be at least 2".into(),
+            ));
+        }
+        let identity = self
+            .pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                Error::Config(
+                    "--events needs this replica's identity: set --pod-name / POD_NAME (downward API metadata.name)".into(),
+                )
+            })?;
+        Ok(EventsConfig {
+            filter: EventFilter {
+                namespaces: clean(&self.event_namespaces),
+                exclude_namespaces: clean(&self.event_exclude_namespaces),
+                reasons,
+                exclude_reasons: clean(&self.event_exclude_reasons),
+                min_count: self.event_min_count,
+                max_age: Duration::from_secs(self.event_max_age_seconds),
+            },
+            buffer_size: self.event_buffer_size,
+            overflow: self.event_overflow,
+            rate_per_object: self.event_rate_per_object,
+            rate_window: Duration::from_secs(self.event_rate_window_seconds),
+            lease_name: self.lease_name.clone(),
+            lease_namespace: self.lease_namespace.clone().filter(|n| !n.is_empty()),
+            identity,
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
         })
     }
 }

@@ -7,7 +7,10 @@
 //! JSON body naming what is wrong with the input.
 
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod events;
+pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod telemetry;
@@ -56,13 +59,29 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
         config.topic_arn.clone(),
         alert_aws::RetryPolicy::within(config.publish_deadline),
     );
+    let metrics = Arc::new(metrics::Metrics::new());
+    let kube_client = kubernetes_client(&config).await?;
+    let context = kube_client
+        .clone()
+        .map(|client| context::start(client, config.context.clone(), metrics.clone()));
+    if let (Some(events), Some(client)) = (&config.events, &kube_client) {
+        start_events(
+            &config,
+            events,
+            client.clone(),
+            publisher.clone(),
+            context.clone(),
+            metrics.clone(),
+        );
+    }
     let state = server::AppState {
         publisher,
         cluster: config.cluster.clone(),
         auth_token: config.auth_token.clone(),
         max_body_bytes: config.max_body_bytes,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics,
         ready: Arc::new(AtomicBool::new(false)),
+        context,
     };
     let webhook = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -111,6 +130,70 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
     }
     metrics_task.abort();
     Ok(())
+}
+
+/// The Kubernetes client, if the mode and the environment give one.
+async fn kubernetes_client(config: &ServeConfig) -> Result<Option<kube::Client>, Error> {
+    if config.kubernetes == config::KubernetesMode::Off {
+        tracing::info!("Kubernetes context off (KUBERNETES_CONTEXT=off)");
+        return Ok(None);
+    }
+    let kube_config = match kube::Config::infer().await {
+        Ok(c) => c,
+        Err(e) if config.events.is_none() => {
+            tracing::warn!(error = %e, "no Kubernetes API found (not in a cluster, no KUBECONFIG); alerts go out without cluster context");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "--events / EVENTS_ENABLED needs the Kubernetes API, but none was found: {e}"
+            )));
+        }
+    };
+    tracing::info!(api = %kube_config.cluster_url, "Kubernetes context on");
+    kube::Client::try_from(kube_config)
+        .map(Some)
+        .map_err(|e| Error::Config(format!("cannot build the Kubernetes client: {e}")))
+}
+
+/// Starts the lease elector and the event pipeline that runs while leading.
+fn start_events(
+    config: &ServeConfig,
+    events: &config::EventsConfig,
+    client: kube::Client,
+    publisher: SnsPublisher,
+    context: Option<context::ClusterContext>,
+    metrics: Arc<metrics::Metrics>,
+) {
+    let namespace = events
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let lease = leader::LeaseConfig::new(
+        events.lease_name.clone(),
+        namespace,
+        events.identity.clone(),
+        events.lease_duration,
+    );
+    tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "events enabled; electing a leader");
+    let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(
+        leader::LeaderElector::new(client.clone(), lease).run(leading_tx, metrics.clone()),
+    );
+    let pipeline = events::EventPipeline {
+        cluster: config.cluster.clone(),
+        filter: Arc::new(events.filter.clone()),
+        rate_burst: events.rate_per_object,
+        rate_window: events.rate_window,
+        buffer: Arc::new(events::EventBuffer::new(
+            events.buffer_size,
+            events.overflow,
+        )),
+        publisher,
+        context,
+        metrics,
+    };
+    tokio::spawn(pipeline.run_while_leader(client, leading_rx));
 }
 
 async fn shutdown_signal() {

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,13 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// `kind` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `node`, `namespace` or `event`.
+    pub kind: String,
+}
+
 /// All agent metrics, registered under the `alert_manager_agent` prefix.
 #[derive(Debug)]
 pub struct Metrics {
@@ -46,6 +54,20 @@ pub struct Metrics {
     pub envelopes_truncated: Counter,
     /// Webhook answers, by status code.
     pub webhook_responses: Family<CodeLabel, Counter>,
+    /// Alerts published without part of their cluster context, by why.
+    pub kubernetes_context_misses: Family<ReasonLabel, Counter>,
+    /// Objects in the node and namespace stores.
+    pub kubernetes_store_objects: Family<KindLabel, Gauge>,
+    /// Kubernetes watch errors, by kind (each is retried with backoff).
+    pub kubernetes_watch_errors: Family<KindLabel, Counter>,
+    /// Warning events seen by the watcher.
+    pub events_seen: Counter,
+    /// Warning events that did not become a published alert, by why.
+    pub events_dropped: Family<ReasonLabel, Counter>,
+    /// Alerts waiting in the event buffer.
+    pub event_buffer: Gauge,
+    /// 1 while this replica holds the events lease.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -66,6 +88,13 @@ impl Metrics {
             envelope_size: Histogram::new(exponential_buckets(256.0, 2.0, 12)),
             envelopes_truncated: Counter::default(),
             webhook_responses: Family::default(),
+            kubernetes_context_misses: Family::default(),
+            kubernetes_store_objects: Family::default(),
+            kubernetes_watch_errors: Family::default(),
+            events_seen: Counter::default(),
+            events_dropped: Family::default(),
+            event_buffer: Gauge::default(),
+            leader: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -103,6 +132,41 @@ impl Metrics {
             "Webhook answers, by HTTP status code",
             m.webhook_responses.clone(),
         );
+        registry.register(
+            "kubernetes_context_misses",
+            "Alerts published without part of their cluster context, by reason",
+            m.kubernetes_context_misses.clone(),
+        );
+        registry.register(
+            "kubernetes_store_objects",
+            "Objects in the node and namespace stores",
+            m.kubernetes_store_objects.clone(),
+        );
+        registry.register(
+            "kubernetes_watch_errors",
+            "Kubernetes watch errors, by kind; each is retried with backoff",
+            m.kubernetes_watch_errors.clone(),
+        );
+        registry.register(
+            "events_seen",
+            "Warning events seen by the watcher",
+            m.events_seen.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Warning events that did not become a published alert, by reason",
+            m.events_dropped.clone(),
+        );
+        registry.register(
+            "event_buffer_alerts",
+            "Alerts waiting in the event buffer",
+            m.event_buffer.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the events lease",
+            m.leader.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -113,6 +177,76 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc_by(alerts as u64);
+    }
+
+    /// Counts received alerts of a source.
+    pub fn alert_received(&self, source: &str, alerts: usize) {
+        self.alerts_received
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
+            .inc_by(alerts as u64);
+    }
+
+    /// Counts alerts SNS accepted.
+    pub fn published(&self, alerts: usize) {
+        self.alerts_published.inc_by(alerts as u64);
+    }
+
+    /// Counts a missing piece of cluster context.
+    pub fn context_miss(&self, reason: &str) {
+        self.kubernetes_context_misses
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the size of a store.
+    pub fn store_objects(&self, kind: &str, objects: usize) {
+        self.kubernetes_store_objects
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .set(objects as i64);
+    }
+
+    /// Counts a watch error.
+    pub fn watch_error(&self, kind: &str) {
+        self.kubernetes_watch_errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a watched event.
+    pub fn event_seen(&self) {
+        self.events_seen.inc();
+    }
+
+    /// Counts an event that will not be published.
+    pub fn event_dropped(&self, reason: &str) {
+        self.event_dropped_n(reason, 1);
+    }
+
+    /// Counts `n` events that will not be published.
+    pub fn event_dropped_n(&self, reason: &str, n: usize) {
+        self.events_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// Sets the event buffer depth.
+    pub fn event_buffer_depth(&self, alerts: usize) {
+        self.event_buffer.set(alerts as i64);
+    }
+
+    /// Sets the leader gauge.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The text exposition format.

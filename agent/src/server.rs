@@ -22,7 +22,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::config::BearerToken;
-use crate::metrics::{CodeLabel, Metrics, SourceLabel};
+use crate::context::ClusterContext;
+use crate::metrics::{CodeLabel, Metrics};
 use alert_aws::{PreparedMessage, SnsPublisher, prepare};
 
 /// What the handlers share.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once the topic has been checked.
     pub ready: Arc<AtomicBool>,
+    /// Cluster context, when the agent talks to Kubernetes.
+    pub context: Option<ClusterContext>,
 }
 
 /// `POST /webhook`.
@@ -150,21 +153,24 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     };
     state
         .metrics
-        .alerts_received
-        .get_or_create(&SourceLabel {
-            source: "alertmanager".into(),
-        })
-        .inc_by(msg.alerts.len() as u64);
+        .alert_received("alertmanager", msg.alerts.len());
 
     let fifo = state.publisher.is_fifo();
     let mut seen = HashSet::new();
-    let mut prepared: Vec<PreparedMessage> = Vec::with_capacity(msg.alerts.len());
-    let mut too_large = Vec::new();
+    let mut envelopes: Vec<(usize, Envelope)> = Vec::with_capacity(msg.alerts.len());
     for (i, alert) in msg.alerts.iter().enumerate() {
         let env = Envelope::from_alertmanager(&state.cluster, &msg, alert);
-        if !seen.insert(env.id.clone()) {
-            continue; // the same alert twice in one notification: one message
+        if seen.insert(env.id.clone()) {
+            envelopes.push((i, env)); // the same alert twice in one notification: one message
         }
+    }
+    if let Some(context) = &state.context {
+        // Pod lookups of one notification run concurrently; each has its own timeout.
+        futures::future::join_all(envelopes.iter_mut().map(|(_, env)| context.annotate(env))).await;
+    }
+    let mut prepared: Vec<PreparedMessage> = Vec::with_capacity(envelopes.len());
+    let mut too_large = Vec::new();
+    for (i, env) in envelopes {
         match prepare(env, fifo) {
             Ok(p) => {
                 state.metrics.envelope_size.observe(p.size as f64);

@@ -89,6 +89,7 @@ fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -
         max_body_bytes: 1024 * 1024,
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
+        context: None,
     }
 }
 

@@ -1,0 +1,278 @@
+//! Warning events → alerts: filters, age cut-off, fingerprint and id
+//! stability, per-object rate limit, and the bounded buffer's overflow policy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alert_envelope::{Severity, Source, Status};
+use alert_manager_agent::events::{
+    EventBuffer, EventFilter, EventPipeline, OverflowPolicy, RateLimiter, Skip, event_envelope,
+};
+use alert_manager_agent::metrics::Metrics;
+use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event;
+use support::object;
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// Shortly after the series was last observed (2026-11-28T08:04:00Z).
+fn now() -> Timestamp {
+    at("2026-11-28T08:05:00Z")
+}
+
+fn backoff() -> Event {
+    object("event-backoff-series.json")
+}
+
+#[test]
+fn default_filter_takes_warning_events_with_default_reasons() {
+    let f = EventFilter::default();
+    assert_eq!(f.check(&backoff(), now()), Ok(()));
+    let failed: Event = object("event-failedscheduling.json");
+    assert_eq!(f.check(&failed, now()), Ok(()));
+    let node: Event = object("event-nodenotready.json");
+    assert_eq!(f.check(&node, now()), Ok(()));
+    let normal: Event = object("event-normal.json");
+    assert_eq!(f.check(&normal, now()), Err(Skip::NotWarning));
+    let mut other = backoff();
+    other.reason = Some("Unhealthy".into());
+    assert_eq!(f.check(&other, now()), Err(Skip::Reason));
+}
+
+#[test]
+fn namespace_and_reason_include_and_exclude() {
+    let ev = backoff(); // payments, BackOff
+    let only_search = EventFilter {
+        namespaces: vec!["search".into()],
+        ..EventFilter::default()
+    };
+    assert_eq!(only_search.check(&ev, now()), Err(Skip::Namespace));
+    let not_payments = EventFilter {
+        exclude_namespaces: vec!["payments".into()],
+        ..EventFilter::default()
+    };
+    assert_eq!(not_payments.check(&ev, now()), Err(Skip::Namespace));
+    let all_reasons_but_backoff = EventFilter {
+        reasons: vec![],
+        exclude_reasons: vec!["BackOff".into()],
+        ..EventFilter::default()
+    };
+    assert_eq!(all_reasons_but_backoff.check(&ev, now()), Err(Skip::Reason));
+    let mut unhealthy = backoff();
+    unhealthy.reason = Some("Unhealthy".into());
+    assert_eq!(all_reasons_but_backoff.check(&unhealthy, now()), Ok(()));
+}
+
+#[test]
+fn minimum_count_reads_the_series_count() {
+    let ev = backoff(); // series.count = 5
+    let min5 = EventFilter {
+        min_count: 5,
+        ..EventFilter::default()
+    };
+    assert_eq!(min5.check(&ev, now()), Ok(()));
+    let min6 = EventFilter {
+        min_count: 6,
+        ..EventFilter::default()
+    };
+    assert_eq!(min6.check(&ev, now()), Err(Skip::Count));
+}
+
+#[test]
+fn events_older_than_the_cut_off_are_ignored() {
+    let f = EventFilter::default(); // 5 minutes
+    // Last observed 08:04:00: fine at 08:09:00, too old at 08:09:01.
+    assert_eq!(f.check(&backoff(), at("2026-11-28T08:09:00Z")), Ok(()));
+    assert_eq!(
+        f.check(&backoff(), at("2026-11-28T08:09:01Z")),
+        Err(Skip::TooOld)
+    );
+    // Without a series, the legacy/eventTime fields decide.
+    let failed: Event = object("event-failedscheduling.json"); // eventTime 08:00
+    assert_eq!(
+        f.check(&failed, at("2026-11-28T08:06:00Z")),
+        Err(Skip::TooOld)
+    );
+}
+
+#[test]
+fn envelope_of_a_pod_event() {
+    let env = event_envelope("prod", &backoff());
+    assert_eq!(env.source, Source::KubernetesEvent);
+    assert_eq!(env.alertname, "BackOff");
+    assert_eq!(env.status, Status::Firing);
+    assert_eq!(env.severity, Severity::Warning);
+    assert_eq!(env.labels["kind"], "Pod");
+    assert_eq!(env.labels["name"], "checkout-7d9f8b6c5-x2k4p");
+    assert_eq!(
+        env.labels["pod"], "checkout-7d9f8b6c5-x2k4p",
+        "so the pod → node lookup applies"
+    );
+    assert_eq!(env.labels["namespace"], "payments");
+    assert_eq!(env.annotations["count"], "5");
+    assert!(env.annotations["summary"].starts_with("Back-off restarting failed container"));
+    assert_eq!(env.starts_at, at("2026-11-28T08:00:00Z"));
+    let node = event_envelope("prod", &object("event-nodenotready.json"));
+    assert_eq!(
+        node.labels["node"],
+        "ip-10-0-1-23.us-west-2.compute.internal"
+    );
+    assert!(!node.labels.contains_key("pod"));
+}
+
+#[test]
+fn fingerprint_is_stable_per_object_and_reason_and_id_moves_with_the_count() {
+    let first = event_envelope("prod", &backoff());
+    let redelivered = event_envelope("prod", &backoff());
+    assert_eq!(
+        first.id, redelivered.id,
+        "a re-delivery is the same message"
+    );
+
+    let mut repeat = backoff();
+    repeat.series.as_mut().unwrap().count = 6;
+    repeat.series.as_mut().unwrap().last_observed_time =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(at("2026-11-28T08:09:00Z"));
+    let repeated = event_envelope("prod", &repeat);
+    assert_eq!(
+        first.fingerprint, repeated.fingerprint,
+        "one alert downstream"
+    );
+    assert_ne!(first.id, repeated.id, "a repeat is a new message");
+
+    let mut other_reason = backoff();
+    other_reason.reason = Some("Failed".into());
+    assert_ne!(
+        first.fingerprint,
+        event_envelope("prod", &other_reason).fingerprint
+    );
+    let mut other_pod = backoff();
+    other_pod.regarding.as_mut().unwrap().name = Some("checkout-7d9f8b6c5-aaaaa".into());
+    assert_ne!(
+        first.fingerprint,
+        event_envelope("prod", &other_pod).fingerprint
+    );
+    // The event object's own name (which changes per event) does not matter.
+    let mut renamed = backoff();
+    renamed.metadata.name = Some("checkout-7d9f8b6c5-x2k4p.18000000000000".into());
+    assert_eq!(
+        first.fingerprint,
+        event_envelope("prod", &renamed).fingerprint
+    );
+}
+
+#[test]
+fn rate_limit_per_object_within_a_window() {
+    let mut limiter = RateLimiter::new(3, Duration::from_secs(60));
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        assert!(limiter.allow("Pod/payments/a", t0));
+    }
+    assert!(!limiter.allow("Pod/payments/a", t0 + Duration::from_secs(10)));
+    assert!(
+        limiter.allow("Pod/payments/b", t0),
+        "other objects are independent"
+    );
+    assert!(limiter.allow("Pod/payments/a", t0 + Duration::from_secs(61)));
+}
+
+fn envelope(i: usize) -> alert_envelope::Envelope {
+    let mut ev = backoff();
+    ev.series.as_mut().unwrap().count = i as i32 + 1;
+    event_envelope("prod", &ev)
+}
+
+#[tokio::test]
+async fn full_buffer_drops_the_oldest_by_default_and_says_which() {
+    let buffer = EventBuffer::new(3, OverflowPolicy::DropOldest);
+    let envs: Vec<_> = (0..5).map(envelope).collect();
+    let mut dropped = Vec::new();
+    for env in envs.iter().cloned() {
+        dropped.extend(buffer.push(env));
+    }
+    assert_eq!(
+        dropped.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![envs[0].id.clone(), envs[1].id.clone()]
+    );
+    let kept = buffer.pop_batch(10).await;
+    assert_eq!(
+        kept.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        envs[2..].iter().map(|e| &e.id).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn drop_newest_policy_keeps_what_was_buffered() {
+    let buffer = EventBuffer::new(2, OverflowPolicy::DropNewest);
+    let envs: Vec<_> = (0..3).map(envelope).collect();
+    assert!(buffer.push(envs[0].clone()).is_none());
+    assert!(buffer.push(envs[1].clone()).is_none());
+    assert_eq!(buffer.push(envs[2].clone()).unwrap().id, envs[2].id);
+    assert_eq!(buffer.len(), 2);
+    assert_eq!(buffer.pop_batch(1).await[0].id, envs[0].id);
+}
+
+/// The pipeline's accept step: filtered and rate-limited events and buffer
+/// overflows all show up in `events_dropped{reason}`; nothing silently.
+#[tokio::test]
+async fn every_event_not_published_is_counted_by_reason() {
+    let metrics = Arc::new(Metrics::new());
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sns::config::Region::new("us-east-1"))
+            .build(),
+    );
+    let pipeline = EventPipeline {
+        cluster: "prod".into(),
+        filter: Arc::new(EventFilter::default()),
+        rate_burst: 2,
+        rate_window: Duration::from_secs(600),
+        buffer: Arc::new(EventBuffer::new(3, OverflowPolicy::DropOldest)),
+        publisher: alert_manager_agent::SnsPublisher::new(
+            sns,
+            "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+            alert_aws::RetryPolicy::within(Duration::from_secs(1)),
+        ),
+        context: None,
+        metrics: metrics.clone(),
+    };
+    let mut limiter = RateLimiter::new(2, Duration::from_secs(600));
+    // One pod repeating 4 times: 2 pass the limit, 2 are rate limited.
+    for count in 5..9 {
+        let mut ev = backoff();
+        ev.series.as_mut().unwrap().count = count;
+        pipeline.accept(&ev, &mut limiter, now()).await;
+    }
+    // Two other pods: the buffer (3) overflows by one.
+    for name in ["other-1", "other-2"] {
+        let mut ev = backoff();
+        ev.regarding.as_mut().unwrap().name = Some(name.into());
+        pipeline.accept(&ev, &mut limiter, now()).await;
+    }
+    pipeline
+        .accept(&object("event-normal.json"), &mut limiter, now())
+        .await;
+    pipeline
+        .accept(&backoff(), &mut limiter, at("2026-11-28T10:00:00Z"))
+        .await;
+    let text = metrics.encode();
+    for line in [
+        "alert_manager_agent_events_seen_total 8",
+        r#"alert_manager_agent_events_dropped_total{reason="rate_limited"} 2"#,
+        r#"alert_manager_agent_events_dropped_total{reason="buffer_full"} 1"#,
+        r#"alert_manager_agent_events_dropped_total{reason="not_warning"} 1"#,
+        r#"alert_manager_agent_events_dropped_total{reason="too_old"} 1"#,
+        "alert_manager_agent_event_buffer_alerts 3",
+        r#"alert_manager_agent_alerts_received_total{source="kubernetes-event"} 4"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert_eq!(pipeline.buffer.len(), 3);
+}
