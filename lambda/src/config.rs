@@ -15,6 +15,9 @@ use crate::Error;
     about = "Enricher Lambda: EC2 and CloudWatch context for alert envelopes, republished to the enriched SNS topic"
 )]
 pub struct EnricherArgs {
+    /// A tool instead of the Lambda handler.
+    #[command(subcommand)]
+    pub command: Option<EnricherCommand>,
     /// ARN of the enriched SNS topic (required).
     #[arg(long, env = "ENRICHED_TOPIC_ARN")]
     pub enriched_topic_arn: Option<String>,
@@ -46,6 +49,37 @@ pub struct EnricherArgs {
     /// What to do with a record that is not a valid envelope: `drop` (log and count) or `fail` (report it, so maxReceiveCount moves it to the DLQ).
     #[arg(long, env = "INVALID_RECORDS", default_value = "drop")]
     pub invalid_records: InvalidRecordPolicy,
+    /// Routing document, inline (YAML or JSON). See docs/sinks.md.
+    #[arg(long, env = "ROUTES")]
+    pub routes: Option<String>,
+    /// Routing document, a file in the package (e.g. `routes.yaml`).
+    #[arg(long, env = "ROUTES_FILE")]
+    pub routes_file: Option<std::path::PathBuf>,
+    /// Routing document, an SSM parameter name; re-read every ROUTES_TTL_SECONDS.
+    #[arg(long, env = "ROUTES_SSM_PARAMETER")]
+    pub routes_ssm_parameter: Option<String>,
+    /// How often ROUTES_SSM_PARAMETER is re-read.
+    #[arg(long, env = "ROUTES_TTL_SECONDS", default_value_t = 60)]
+    pub routes_ttl_seconds: u64,
+    /// How long a sink secret (Secrets Manager or SSM SecureString) is reused.
+    #[arg(long, env = "SECRETS_TTL_SECONDS", default_value_t = 300)]
+    pub secrets_ttl_seconds: u64,
+}
+
+/// Tools of the enricher binary.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum EnricherCommand {
+    /// Dry-run of the routing: which routes match an envelope and which sinks
+    /// would get it. Exits 2 with the path of the bad field when the routing
+    /// document is invalid. Use it in CI to test routing changes.
+    Route {
+        /// The routing document (YAML or JSON).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// An envelope (JSON), e.g. one from docs/examples.
+        #[arg(long)]
+        envelope: std::path::PathBuf,
+    },
 }
 
 /// Handling of records that are not valid envelopes.
@@ -123,6 +157,10 @@ pub struct EnricherConfig {
     pub default_metrics: Vec<MetricSpec>,
     /// Invalid record handling.
     pub invalid_records: InvalidRecordPolicy,
+    /// Where the routing document comes from.
+    pub routes: crate::routes_source::RoutesSource,
+    /// Sink secret TTL.
+    pub secrets_ttl: Duration,
 }
 
 /// CPUUtilization avg and max, StatusCheckFailed max, NetworkIn and NetworkOut.
@@ -187,7 +225,34 @@ impl EnricherArgs {
                 return Err(Error::Config(format!("METRIC_SETS[{i}].metrics is empty")));
             }
         }
+        use crate::routes_source::RoutesSource;
+        let routes = match (self.routes, self.routes_file, self.routes_ssm_parameter) {
+            (None, None, None) => RoutesSource::None,
+            (Some(text), None, None) => RoutesSource::Inline(text),
+            (None, Some(path), None) => RoutesSource::File(path),
+            (None, None, Some(name)) if !name.trim().is_empty() => {
+                if self.routes_ttl_seconds == 0 {
+                    return Err(Error::Config(
+                        "ROUTES_TTL_SECONDS must be at least 1".into(),
+                    ));
+                }
+                RoutesSource::Ssm {
+                    name: name.trim().to_string(),
+                    ttl: Duration::from_secs(self.routes_ttl_seconds),
+                }
+            }
+            (None, None, Some(_)) => {
+                return Err(Error::Config("ROUTES_SSM_PARAMETER is empty".into()));
+            }
+            _ => {
+                return Err(Error::Config(
+                    "set only one of ROUTES, ROUTES_FILE and ROUTES_SSM_PARAMETER".into(),
+                ));
+            }
+        };
         Ok(EnricherConfig {
+            routes,
+            secrets_ttl: Duration::from_secs(self.secrets_ttl_seconds),
             enriched_topic_arn: topic,
             ec2_cache_ttl: Duration::from_secs(self.ec2_cache_ttl_seconds),
             tag_deny_list: list(&self.ec2_tag_deny_list),

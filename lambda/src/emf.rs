@@ -1,13 +1,26 @@
 //! CloudWatch Embedded Metric Format: metrics as one JSON log line per
 //! invocation, which CloudWatch Logs turns into metrics at no API cost.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
+
+/// Counters of one sink in one invocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkCounts {
+    /// Envelopes the sink accepted.
+    pub delivered: u64,
+    /// Envelopes it did not accept, by reason.
+    pub failed: BTreeMap<String, u64>,
+    /// Time per delivery, retries included, in milliseconds.
+    pub latency_ms: Vec<f64>,
+}
 
 /// Namespace of the enricher's metrics.
 pub const NAMESPACE: &str = "AlertManager/Enricher";
 
 /// Counters of one invocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counts {
     /// Records in the event.
     pub records: u64,
@@ -29,6 +42,8 @@ pub struct Counts {
     pub get_metric_data_calls: u64,
     /// PublishBatch calls.
     pub publish_batch_calls: u64,
+    /// Per sink.
+    pub sinks: BTreeMap<String, SinkCounts>,
 }
 
 impl Counts {
@@ -62,5 +77,43 @@ impl Counts {
             doc.insert(name.into(), json!(value));
         }
         Value::Object(doc)
+    }
+
+    /// One EMF document per sink (dimension `Sink`: Delivered, Failed,
+    /// LatencyMs), and one per sink and failure reason (dimensions `Sink`,
+    /// `Reason`: Failed).
+    pub fn sink_emf(&self, timestamp_ms: i64) -> Vec<Value> {
+        let mut docs = Vec::new();
+        for (sink, c) in &self.sinks {
+            let failed: u64 = c.failed.values().sum();
+            docs.push(json!({
+                "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Sink"]],
+                    "Metrics": [
+                        {"Name": "Delivered", "Unit": "Count"},
+                        {"Name": "Failed", "Unit": "Count"},
+                        {"Name": "LatencyMs", "Unit": "Milliseconds"},
+                    ],
+                }]},
+                "Sink": sink,
+                "Delivered": c.delivered,
+                "Failed": failed,
+                "LatencyMs": c.latency_ms,
+            }));
+            for (reason, n) in &c.failed {
+                docs.push(json!({
+                    "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [["Sink", "Reason"]],
+                        "Metrics": [{"Name": "Failed", "Unit": "Count"}],
+                    }]},
+                    "Sink": sink,
+                    "Reason": reason,
+                    "Failed": n,
+                }));
+            }
+        }
+        docs
     }
 }

@@ -1,7 +1,9 @@
 //! `Enricher`: one batch in, enriched envelopes out, failures reported per record.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use alert_aws::{PreparedMessage, SnsPublisher, prepare_with_attributes};
 use alert_envelope::sns::MessageAttributes;
@@ -11,9 +13,14 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::cloudwatch::{CloudWatchEnricher, SeriesKey, console_url, summarize};
 use crate::config::{EnricherConfig, InvalidRecordPolicy};
+use crate::delivery::{Backoff, with_retry};
 use crate::ec2::{Ec2Enricher, Ec2Miss};
 use crate::emf::Counts;
 use crate::event::{self, EventKind, Record};
+use crate::routes_source::Routes;
+use crate::routing::RoutingTable;
+use crate::secrets::SecretStore;
+use crate::sinks::{HttpSink, PagerDutySink, SinkConfig, SinkError, SlackSink, WebhookSink};
 
 /// Points kept per series in an envelope: enough for a sparkline, small for SNS.
 pub const MAX_POINTS: usize = 30;
@@ -28,6 +35,23 @@ pub struct Enricher {
     cloudwatch: CloudWatchEnricher,
     publisher: SnsPublisher,
     region: String,
+    routes: Routes,
+    secrets: Option<SecretStore>,
+    http: reqwest::Client,
+    backoff: Backoff,
+    publish_retry: alert_aws::RetryPolicy,
+}
+
+/// HTTP deliveries in flight at once per invocation.
+pub const HTTP_CONCURRENCY: usize = 8;
+
+/// One envelope at one sink.
+#[derive(Debug)]
+struct SinkResult {
+    index: usize,
+    sink: String,
+    error: Option<SinkError>,
+    latency: Duration,
 }
 
 /// What happened to a batch.
@@ -60,7 +84,32 @@ impl Enricher {
             ),
             config,
             region,
+            routes: Routes::fixed(RoutingTable::enriched_only()),
+            secrets: None,
+            http: reqwest::Client::new(),
+            backoff: Backoff::default(),
+            publish_retry: alert_aws::RetryPolicy::within(Duration::from_secs(10)),
         }
+    }
+
+    /// Adds routing and the sinks' dependencies (without this, every alert
+    /// goes to the enriched topic only).
+    pub fn with_delivery(
+        mut self,
+        routes: Routes,
+        secrets: SecretStore,
+        http: reqwest::Client,
+    ) -> Self {
+        self.routes = routes;
+        self.secrets = Some(secrets);
+        self.http = http;
+        self
+    }
+
+    /// Overrides the HTTP sinks' backoff (tests use short delays).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// Handles one invocation payload with `remaining` time left. SQS events
@@ -71,6 +120,9 @@ impl Enricher {
         let report = self.process(records, remaining).await;
         let now_ms = jiff::Timestamp::now().as_millisecond();
         println!("{}", report.counts.to_emf(now_ms));
+        for doc in report.counts.sink_emf(now_ms) {
+            println!("{doc}");
+        }
         match kind {
             EventKind::Sqs => Ok(json!({
                 "batchItemFailures": report
@@ -127,10 +179,180 @@ impl Enricher {
         self.enrich(&mut envelopes, call_timeout, &mut report.counts)
             .await;
 
-        // Deliver.
+        self.deliver(&mut envelopes, &owners, remaining, &mut report)
+            .await;
+        report
+    }
+
+    /// Routes every envelope and delivers it to its sinks: SNS sinks in
+    /// PublishBatch calls, HTTP sinks one request each through the retry
+    /// stage. A record fails only when one of its sinks still fails
+    /// retryably at the deadline.
+    async fn deliver(
+        &self,
+        envelopes: &mut [Envelope],
+        owners: &[Vec<String>],
+        remaining: Duration,
+        report: &mut BatchReport,
+    ) {
+        let table = self.routes.table().await;
+        let deadline = Instant::now() + remaining.saturating_sub(Duration::from_millis(500));
+        let mut sns_targets: BTreeMap<String, (SnsPublisher, Vec<usize>)> = BTreeMap::new();
+        let mut http_targets: Vec<(usize, String, HttpSink)> = Vec::new();
+        for (i, env) in envelopes.iter_mut().enumerate() {
+            let decision = table.route(env);
+            for name in &decision.sinks {
+                match table.sinks.get(name) {
+                    None => sns_targets
+                        .entry(name.clone())
+                        .or_insert_with(|| (self.publisher.clone(), Vec::new()))
+                        .1
+                        .push(i),
+                    Some(SinkConfig::Sns(c)) => sns_targets
+                        .entry(name.clone())
+                        .or_insert_with(|| {
+                            (
+                                SnsPublisher::new(
+                                    self.publisher.client().clone(),
+                                    c.topic_arn.clone(),
+                                    self.publish_retry,
+                                ),
+                                Vec::new(),
+                            )
+                        })
+                        .1
+                        .push(i),
+                    Some(SinkConfig::Slack(c)) => http_targets.push((
+                        i,
+                        name.clone(),
+                        HttpSink::Slack(SlackSink::new(c.clone(), self.http.clone())),
+                    )),
+                    Some(SinkConfig::Pagerduty(c)) => http_targets.push((
+                        i,
+                        name.clone(),
+                        HttpSink::PagerDuty(PagerDutySink::new(c.clone(), self.http.clone())),
+                    )),
+                    Some(SinkConfig::Webhook(c)) => http_targets.push((
+                        i,
+                        name.clone(),
+                        HttpSink::Webhook(WebhookSink::new(c.clone(), self.http.clone())),
+                    )),
+                }
+            }
+            let enrichment = env.enrichment.get_or_insert_with(Default::default);
+            enrichment.routed_to = decision.sinks.clone();
+            if !decision.routes.is_empty() {
+                tracing::debug!(id = %env.id, routes = ?decision.routes, sinks = ?decision.sinks, "routed");
+            }
+        }
+        let envelopes: &[Envelope] = envelopes;
+
+        let sns_runs =
+            futures::future::join_all(sns_targets.iter().map(|(name, (publisher, indices))| {
+                self.deliver_sns(name, publisher, indices, envelopes, deadline)
+            }));
+        let http_runs = futures::stream::iter(http_targets.iter())
+            .map(|(i, name, sink)| async move {
+                let started = Instant::now();
+                let delivery = with_retry(deadline, self.backoff, |timeout| async move {
+                    match &self.secrets {
+                        Some(secrets) => sink.deliver(&envelopes[*i], secrets, timeout).await,
+                        None => Err(SinkError::permanent(
+                            "secret_unset",
+                            "no secret store configured",
+                        )),
+                    }
+                })
+                .await;
+                SinkResult {
+                    index: *i,
+                    sink: name.clone(),
+                    error: delivery.error,
+                    latency: started.elapsed(),
+                }
+            })
+            .buffer_unordered(HTTP_CONCURRENCY)
+            .collect::<Vec<_>>();
+        let (sns_results, http_results) = futures::future::join(sns_runs, http_runs).await;
+
+        let mut failed = vec![false; envelopes.len()];
+        let mut sink_errors: Vec<Vec<String>> = vec![Vec::new(); envelopes.len()];
+        let mut sns_flat = Vec::new();
+        for (results, calls) in sns_results {
+            report.counts.publish_batch_calls += calls as u64;
+            sns_flat.extend(results);
+        }
+        for result in sns_flat.into_iter().chain(http_results) {
+            let counts = report.counts.sinks.entry(result.sink.clone()).or_default();
+            counts
+                .latency_ms
+                .push(result.latency.as_secs_f64() * 1000.0);
+            let env = &envelopes[result.index];
+            match result.error {
+                None => counts.delivered += 1,
+                Some(e) => {
+                    *counts.failed.entry(e.reason.clone()).or_default() += 1;
+                    for message_id in &owners[result.index] {
+                        if e.retryable {
+                            tracing::error!(id = %env.id, message_id = %message_id, sink = %result.sink, reason = %e.reason, detail = %e.detail, "delivery failed retryably until the deadline; reporting the record as failed");
+                        } else {
+                            tracing::error!(id = %env.id, message_id = %message_id, sink = %result.sink, reason = %e.reason, detail = %e.detail, "delivery refused; not retrying (fix the sink's configuration)");
+                        }
+                    }
+                    if e.retryable {
+                        failed[result.index] = true;
+                        report
+                            .first_failure
+                            .get_or_insert_with(|| format!("{}: {e}", result.sink));
+                    }
+                    sink_errors[result.index].push(result.sink);
+                }
+            }
+        }
+        for (i, env) in envelopes.iter().enumerate() {
+            if failed[i] {
+                for message_id in &owners[i] {
+                    report.failed_message_ids.push(message_id.clone());
+                    report.counts.failed += 1;
+                }
+                continue;
+            }
+            if sink_errors[i].is_empty() {
+                report.counts.delivered += 1;
+            }
+            let degraded = env
+                .enrichment
+                .as_ref()
+                .is_some_and(|e| !e.errors.is_empty());
+            if degraded {
+                report.counts.degraded += 1;
+            }
+            let sinks = env
+                .enrichment
+                .as_ref()
+                .map(|e| e.routed_to.clone())
+                .unwrap_or_default();
+            for message_id in &owners[i] {
+                tracing::info!(id = %env.id, message_id = %message_id, team = env.team().unwrap_or(""), degraded, sinks = ?sinks, refused_by = ?sink_errors[i], "delivered");
+            }
+        }
+    }
+
+    /// Publishes the envelopes `indices` to one SNS sink.
+    async fn deliver_sns(
+        &self,
+        name: &str,
+        publisher: &SnsPublisher,
+        indices: &[usize],
+        envelopes: &[Envelope],
+        deadline: Instant,
+    ) -> (Vec<SinkResult>, usize) {
+        let started = Instant::now();
+        let mut results = Vec::with_capacity(indices.len());
         let mut prepared: Vec<PreparedMessage> = Vec::new();
         let mut prepared_index: Vec<usize> = Vec::new();
-        for (i, env) in envelopes.iter().enumerate() {
+        for &i in indices {
+            let env = &envelopes[i];
             let mut attributes = MessageAttributes::for_envelope(env);
             if let Some(t) = env
                 .enrichment
@@ -140,46 +362,48 @@ impl Enricher {
             {
                 let _ = attributes.insert("instance_type", t);
             }
-            match prepare_with_attributes(env.clone(), self.publisher.is_fifo(), attributes) {
+            match prepare_with_attributes(env.clone(), publisher.is_fifo(), attributes) {
                 Ok(p) => {
                     prepared.push(p);
                     prepared_index.push(i);
                 }
-                Err(e) => {
-                    // Cannot fit even without annotations: retrying cannot help.
-                    tracing::error!(id = %env.id, message_ids = ?owners[i], error = %e, "enriched envelope too large; dropped");
-                    report.counts.failed += 1;
-                }
+                // Cannot fit even without annotations: retrying cannot help.
+                Err(e) => results.push(SinkResult {
+                    index: i,
+                    sink: name.to_string(),
+                    error: Some(SinkError::permanent("too_large", e.to_string())),
+                    latency: Duration::ZERO,
+                }),
             }
         }
-        let deadline = remaining.saturating_sub(Duration::from_millis(500));
-        let outcome = self.publisher.publish_within(&prepared, deadline).await;
-        report.counts.publish_batch_calls = outcome.calls as u64;
+        let within = deadline.saturating_duration_since(Instant::now());
+        let outcome = publisher.publish_within(&prepared, within).await;
+        let latency = started.elapsed();
         for &p in &outcome.accepted {
-            let i = prepared_index[p];
-            report.counts.delivered += 1;
-            let env = &envelopes[i];
-            let degraded = env
-                .enrichment
-                .as_ref()
-                .is_some_and(|e| !e.errors.is_empty());
-            if degraded {
-                report.counts.degraded += 1;
-            }
-            for message_id in &owners[i] {
-                tracing::info!(id = %env.id, message_id = %message_id, team = env.team().unwrap_or(""), degraded, "delivered");
-            }
+            results.push(SinkResult {
+                index: prepared_index[p],
+                sink: name.to_string(),
+                error: None,
+                latency,
+            });
         }
-        for (p, c) in outcome.permanent.iter().chain(outcome.retryable.iter()) {
-            let i = prepared_index[*p];
-            for message_id in &owners[i] {
-                tracing::error!(id = %envelopes[i].id, message_id = %message_id, reason = c.reason, detail = %c.detail, "delivery failed; reporting the record as failed");
-                report.failed_message_ids.push(message_id.clone());
-                report.counts.failed += 1;
-            }
-            report.first_failure.get_or_insert_with(|| c.detail.clone());
+        for (p, c) in &outcome.permanent {
+            results.push(SinkResult {
+                index: prepared_index[*p],
+                sink: name.to_string(),
+                error: Some(SinkError::permanent(c.reason, c.detail.clone())),
+                latency,
+            });
         }
-        report
+        for (p, c) in &outcome.retryable {
+            results.push(SinkResult {
+                index: prepared_index[*p],
+                sink: name.to_string(),
+                error: Some(SinkError::retryable(c.reason, c.detail.clone())),
+                latency,
+            });
+        }
+        (results, outcome.calls)
     }
 
     /// Adds EC2, CloudWatch and team to every envelope. Never fails: errors
