@@ -164,7 +164,7 @@ impl Metrics {
         );
         registry.register(
             "leader",
-            "1 while this replica holds the events lease",
+            "Whether this replica holds the events lease (1) or not (0)",
             m.leader.clone(),
         );
         Metrics { registry, ..m }

@@ -7,12 +7,16 @@
 //! - [`Alertmanager`]: Debian's `prometheus-alertmanager`, given a config.
 //! - [`LambdaWatch`]: `cargo lambda watch`, the Lambda Runtime API emulator.
 //! - [`TcpProxy`]: takes a service down and up again without losing its state.
+//! - [`MockKubeApi`]: an in-process mock Kubernetes API server (lists, watches,
+//!   pods, leases, injected errors) that kube-rs talks to through a kubeconfig.
 //!
 //! A component that is not installed is a test failure that says how to
 //! install it (`infra/local/bootstrap.sh`), never a silent skip.
 
+pub mod agent;
 mod alertmanager;
 mod cloudwatch_bridge;
+mod kube_api;
 mod lambda_watch;
 mod moto;
 mod process;
@@ -20,6 +24,10 @@ mod tcp_proxy;
 
 pub use alertmanager::Alertmanager;
 pub use cloudwatch_bridge::CloudWatchBridge;
+pub use kube_api::{
+    MOCK_NAMESPACE, MOCK_TOKEN, MockKubeApi, MockKubeError, RecordedRequest, TEAM_ANNOTATION,
+    load_fixtures, synthetic_namespaces, synthetic_nodes,
+};
 pub use lambda_watch::LambdaWatch;
 pub use moto::{ACCOUNT_ID, MotoServer, REGION};
 pub use process::{ChildGuard, free_port, venv_bin, wait_until_http_ok, workspace_root};

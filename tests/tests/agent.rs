@@ -4,18 +4,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use alert_envelope::{Envelope, Status};
+use alert_envelope::Status;
+use alert_manager_tests::agent::{
+    AGENT_TOKEN, AgentProcess, irsa_env, receive_until, write_token_files,
+};
 use alert_manager_tests::{
-    Alertmanager, ChildGuard, MotoServer, REGION, TcpProxy, free_port, wait_until_http_ok,
-    workspace_binary,
+    Alertmanager, MotoServer, TcpProxy, wait_until_http_ok, workspace_binary,
 };
 
-const TOKEN: &str = "e2e-bearer-token-6f1b0c2a9d";
-const ROLE: &str = "arn:aws:iam::123456789012:role/alert-manager-agent";
+const TOKEN: &str = AGENT_TOKEN;
 
 struct Topology {
     topic_arn: String,
@@ -49,73 +50,7 @@ async fn topology(moto: &MotoServer) -> Topology {
     }
 }
 
-struct Agent {
-    child: ChildGuard,
-    webhook: String,
-    metrics: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn write_token_files(dir: &Path) -> (PathBuf, PathBuf) {
-    let web_identity = dir.join("irsa-token");
-    std::fs::write(
-        &web_identity,
-        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2ln",
-    )
-    .unwrap();
-    let bearer = dir.join("bearer");
-    std::fs::write(&bearer, format!("{TOKEN}\n")).unwrap();
-    (web_identity, bearer)
-}
-
-fn irsa_env(cmd: &mut Command, endpoint: &str, web_identity: &Path, home: &Path) {
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ROLE_ARN", ROLE)
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", web_identity)
-        .env("AWS_ROLE_SESSION_NAME", "agent-e2e");
-}
-
-/// Starts the agent binary with IRSA credentials (no static keys) against `endpoint`.
-async fn start_agent(endpoint: &str, topic_arn: &str, extra: &[(&str, &str)]) -> Agent {
-    let dir = tempfile::tempdir().unwrap();
-    let (web_identity, bearer) = write_token_files(dir.path());
-    let (listen, metrics) = (free_port(), free_port());
-    let log = dir.path().join("agent.log");
-    let mut cmd = Command::new(workspace_binary("alert-manager-agent"));
-    irsa_env(&mut cmd, endpoint, &web_identity, dir.path());
-    cmd.env("ALERT_TOPIC_ARN", topic_arn)
-        .env("CLUSTER_NAME", "e2e-cluster")
-        .env("LISTEN_ADDR", format!("127.0.0.1:{listen}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{metrics}"))
-        .env("AUTH_TOKEN_FILE", &bearer)
-        .env("KUBERNETES_CONTEXT", "off")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .envs(extra.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let child = ChildGuard::spawn("alert-manager-agent", cmd);
-    let metrics = format!("http://127.0.0.1:{metrics}");
-    wait_until_http_ok(
-        "agent /healthz",
-        &format!("{metrics}/healthz"),
-        Duration::from_secs(20),
-    )
-    .await;
-    Agent {
-        child,
-        webhook: format!("http://127.0.0.1:{listen}/webhook"),
-        metrics,
-        log,
-        _dir: dir,
-    }
-}
+type Agent = AgentProcess;
 
 async fn alertmanager_for(agent: &Agent, token_dir: &Path) -> Alertmanager {
     let token = token_dir.join("am-token");
@@ -143,47 +78,6 @@ receivers:
     .await
 }
 
-/// Receives from `queue` until `done` holds for what arrived, or the timeout.
-async fn receive_until(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &str,
-    timeout: Duration,
-    done: impl Fn(&[(Envelope, BTreeMap<String, String>)]) -> bool,
-) -> Vec<(Envelope, BTreeMap<String, String>)> {
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    while Instant::now() < deadline && !done(&got) {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages() {
-            let env = Envelope::from_json(m.body().unwrap()).unwrap();
-            let attrs = m
-                .message_attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-            got.push((env, attrs));
-        }
-    }
-    got
-}
-
 fn alert(
     name: &str,
     severity: &str,
@@ -205,7 +99,7 @@ fn alert(
 async fn alertmanager_to_agent_to_sns_to_sqs_with_filter_policy_and_truncation() {
     let moto = MotoServer::start().await;
     let t = topology(&moto).await;
-    let agent = start_agent(&moto.endpoint(), &t.topic_arn, &[]).await;
+    let agent = AgentProcess::start(&moto.endpoint(), &t.topic_arn, &[]).await;
     wait_until_http_ok(
         "agent /readyz",
         &format!("{}/readyz", agent.metrics),
@@ -322,7 +216,7 @@ async fn sns_outage_gets_503_and_alertmanager_retries_until_every_alert_arrives(
     let moto = MotoServer::start().await;
     let t = topology(&moto).await;
     let proxy = TcpProxy::start(moto.port()).await;
-    let agent = start_agent(
+    let agent = AgentProcess::start(
         &proxy.endpoint(),
         &t.topic_arn,
         &[("PUBLISH_DEADLINE_SECONDS", "1")],
