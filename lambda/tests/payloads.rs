@@ -42,7 +42,10 @@ fn slack_message_carries_status_colour_context_cpu_and_links() {
         .collect();
     assert!(fields.contains(&"*Severity*\ncritical"), "{fields:?}");
     assert!(fields.contains(&"*Team*\npayments"), "{fields:?}");
-    assert!(fields.contains(&"*Instance*\ni-ebdc2c8e9c2e7c2d8 (m6i.large)"), "{fields:?}");
+    assert!(
+        fields.contains(&"*Instance*\ni-ebdc2c8e9c2e7c2d8 (m6i.large)"),
+        "{fields:?}"
+    );
     let cpu = fields.iter().find(|f| f.starts_with("*CPU*")).unwrap();
     assert!(cpu.contains("`▁▄█`"), "sparkline of 40, 60, 95: {cpu}");
     assert!(cpu.contains("avg 65% · max 95% · latest 95%"), "{cpu}");
@@ -52,8 +55,16 @@ fn slack_message_carries_status_colour_context_cpu_and_links() {
     let context = blocks.last().unwrap()["elements"].to_string();
     assert!(context.contains("|Source>"), "{context}");
     assert!(context.contains("|CloudWatch>"), "{context}");
-    assert!(context.contains(&env.id), "the id lets a reader spot a duplicate");
-    assert!(msg["text"].as_str().unwrap().starts_with("[FIRING] HighCpu0 (critical) prod"));
+    assert!(
+        context.contains(&env.id),
+        "the id lets a reader spot a duplicate"
+    );
+    assert!(
+        msg["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING] HighCpu0 (critical) prod")
+    );
 }
 
 #[test]
@@ -68,7 +79,10 @@ fn slack_resolved_is_green_and_says_resolved() {
     );
     let mut warning = example();
     warning.severity = Severity::Warning;
-    assert_eq!(slack::message(&warning, &[])["attachments"][0]["color"], "#ECB22E");
+    assert_eq!(
+        slack::message(&warning, &[])["attachments"][0]["color"],
+        "#ECB22E"
+    );
 }
 
 #[test]
@@ -143,7 +157,10 @@ fn pagerduty_severity_mapping_and_summary_limit() {
     let mut env = example();
     env.annotations.insert("summary".into(), "x".repeat(5000));
     let e = pagerduty::event(&env, "k");
-    assert_eq!(e["payload"]["summary"].as_str().unwrap().chars().count(), 1024);
+    assert_eq!(
+        e["payload"]["summary"].as_str().unwrap().chars().count(),
+        1024
+    );
     env.cluster = "c".repeat(300);
     assert!(pagerduty::dedup_key(&env).len() <= 255);
 }
@@ -161,6 +178,10 @@ fn webhook_signature_is_hmac_sha256_over_timestamp_dot_body() {
         v1,
         format!("v1={}", hex::encode(mac.finalize().into_bytes()))
     );
-    assert_ne!(header, webhook::signature(key, 1_764_300_001, body), "t is signed");
+    assert_ne!(
+        header,
+        webhook::signature(key, 1_764_300_001, body),
+        "t is signed"
+    );
     assert_ne!(header, webhook::signature(b"other", 1_764_300_000, body));
 }
