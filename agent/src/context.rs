@@ -459,13 +459,20 @@ impl ClusterContext {
     }
 }
 
+/// Objects per list page of the node and namespace watchers.
+pub const LIST_PAGE_SIZE: u32 = 50;
+
 /// Starts the node and namespace reflectors on `client` and returns the
 /// context. The reflectors run until the process exits, re-listing with
 /// backoff after any error.
 pub fn start(client: Client, config: ContextConfig, metrics: Arc<Metrics>) -> ClusterContext {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    let cfg = watcher::Config::default().any_semantic();
+    // Small pages: a page of full Node objects (managedFields, images) is
+    // parsed whole before stripping, so the page size bounds the transient
+    // memory of a re-list. `any_semantic` lets the API server answer from its
+    // watch cache instead of etcd.
+    let cfg = watcher::Config::default().any_semantic().page_size(LIST_PAGE_SIZE);
     tokio::spawn(drive(
         "node",
         watcher(Api::<Node>::all(client.clone()), cfg.clone())

@@ -9,6 +9,8 @@
 //! - [`TcpProxy`]: takes a service down and up again without losing its state.
 //! - [`MockKubeApi`]: an in-process mock Kubernetes API server (lists, watches,
 //!   pods, leases, injected errors) that kube-rs talks to through a kubeconfig.
+//! - [`SlackReceiver`], [`PagerDutyReceiver`], [`WebhookReceiver`]: local stand-ins
+//!   for the enricher's HTTP sinks, validating like the real APIs.
 //!
 //! A component that is not installed is a test failure that says how to
 //! install it (`infra/local/bootstrap.sh`), never a silent skip.
@@ -20,6 +22,7 @@ mod kube_api;
 mod lambda_watch;
 mod moto;
 mod process;
+mod receivers;
 mod tcp_proxy;
 
 pub use alertmanager::Alertmanager;
@@ -31,6 +34,11 @@ pub use kube_api::{
 pub use lambda_watch::LambdaWatch;
 pub use moto::{ACCOUNT_ID, MotoServer, REGION};
 pub use process::{ChildGuard, free_port, venv_bin, wait_until_http_ok, workspace_root};
+pub use receivers::{
+    ALERT_ID_HEADER, Behavior, DETAIL_HEADER, HANG_CAP, PAGERDUTY_PATH, PagerDutyReceiver, Recorded,
+    SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECS, SLACK_WEBHOOK_PATH, SignatureError, SlackReceiver,
+    WEBHOOK_PATH, WebhookReceiver, signature_header, verify_signature,
+};
 pub use tcp_proxy::TcpProxy;
 
 /// A binary of this workspace (`alert-manager-agent`, ...), built by
