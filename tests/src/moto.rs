@@ -35,8 +35,12 @@ impl MotoServer {
     pub async fn restart(&mut self) {
         let python = venv_bin("python3");
         let mut cmd = Command::new(python);
+        // The recorder writes its file into the working directory unless told
+        // otherwise; keep it out of the source tree, one file per server.
+        let recording = std::env::temp_dir().join(format!("moto-recording-{}", self.port));
         cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
+            .env("MOTO_RECORDER_FILEPATH", recording)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(ChildGuard::spawn("moto", cmd));
