@@ -35,9 +35,9 @@ pub use lambda_watch::LambdaWatch;
 pub use moto::{ACCOUNT_ID, MotoServer, REGION};
 pub use process::{ChildGuard, free_port, venv_bin, wait_until_http_ok, workspace_root};
 pub use receivers::{
-    ALERT_ID_HEADER, Behavior, DETAIL_HEADER, HANG_CAP, PAGERDUTY_PATH, PagerDutyReceiver, Recorded,
-    SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECS, SLACK_WEBHOOK_PATH, SignatureError, SlackReceiver,
-    WEBHOOK_PATH, WebhookReceiver, signature_header, verify_signature,
+    ALERT_ID_HEADER, Behavior, DETAIL_HEADER, HANG_CAP, PAGERDUTY_PATH, PagerDutyReceiver,
+    Recorded, SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECS, SLACK_WEBHOOK_PATH, SignatureError,
+    SlackReceiver, WEBHOOK_PATH, WebhookReceiver, signature_header, verify_signature,
 };
 pub use tcp_proxy::TcpProxy;
 

@@ -1,0 +1,201 @@
+//! Shared by the sink tests: moto with the routing document in SSM and the
+//! secrets in Secrets Manager / SSM, and the three receiver stand-ins.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use alert_envelope::{Envelope, SCHEMA_V1, Severity, Source, Status, derive_id, label_fingerprint};
+use alert_manager_enricher::Enricher;
+use alert_manager_enricher::config::EnricherArgs;
+use alert_manager_enricher::delivery::Backoff;
+use alert_manager_enricher::event::Record;
+use alert_manager_enricher::routes_source::{Routes, RoutesSource};
+use alert_manager_enricher::secrets::SecretStore;
+use alert_manager_tests::{MotoServer, PagerDutyReceiver, REGION, SlackReceiver, WebhookReceiver};
+use clap::Parser;
+
+pub const PD_KEY: &str = "R0UT1NGK3Y0123456789abcdefABCDEF";
+pub const HMAC_KEY: &str = "whsec-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+pub const ROUTES_PARAM: &str = "/alert-manager/routes";
+
+pub struct Stack {
+    pub moto: MotoServer,
+    pub config: aws_config::SdkConfig,
+    pub topic: String,
+    pub queue: String,
+    pub slack: SlackReceiver,
+    pub pagerduty: PagerDutyReceiver,
+    pub webhook: WebhookReceiver,
+}
+
+pub fn routes(s: &Stack) -> String {
+    format!(
+        r#"
+version: 1
+sinks:
+  team-slack:
+    type: slack
+    webhook_url: {{secret: alert-manager/slack}}
+  team-pd:
+    type: pagerduty
+    routing_key: {{secret: alert-manager/pagerduty, key: payments}}
+    url: {pd}
+  audit:
+    type: webhook
+    url: {hook}
+    hmac_key: {{ssm: /alert-manager/webhook-hmac}}
+routes:
+  - name: topic
+    sinks: [enriched]
+    continue: true
+  - name: payments
+    match: {{labels.team: payments}}
+    sinks: [team-slack, team-pd, audit]
+  - name: slack-only
+    match: {{labels.team: slack-only}}
+    sinks: [team-slack]
+  - name: audit-only
+    match: {{labels.team: audit-only}}
+    sinks: [audit]
+"#,
+        pd = s.pagerduty.url(),
+        hook = s.webhook.url(),
+    )
+}
+
+pub async fn stack() -> Stack {
+    let moto = MotoServer::start().await;
+    let config = moto.sdk_config().await;
+    let topic = aws_sdk_sns::Client::new(&config)
+        .create_topic()
+        .name("enriched")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let queue = moto.subscribe_queue(&topic, "enriched-inbox", None).await;
+    let s = Stack {
+        moto,
+        config,
+        topic,
+        queue,
+        slack: SlackReceiver::start().await,
+        pagerduty: PagerDutyReceiver::start().await,
+        webhook: WebhookReceiver::start(Some(HMAC_KEY.as_bytes().to_vec())).await,
+    };
+    let sm = aws_sdk_secretsmanager::Client::new(&s.config);
+    sm.create_secret()
+        .name("alert-manager/slack")
+        .secret_string(s.slack.url())
+        .send()
+        .await
+        .unwrap();
+    sm.create_secret()
+        .name("alert-manager/pagerduty")
+        .secret_string(format!(r#"{{"payments": "{PD_KEY}", "search": "other"}}"#))
+        .send()
+        .await
+        .unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&s.config);
+    ssm.put_parameter()
+        .name("/alert-manager/webhook-hmac")
+        .value(HMAC_KEY)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name(ROUTES_PARAM)
+        .value(routes(&s))
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    s
+}
+
+pub async fn enricher(s: &Stack, routes_ttl: Duration) -> Enricher {
+    let config =
+        EnricherArgs::try_parse_from(["alert-manager-enricher", "--enriched-topic-arn", &s.topic])
+            .unwrap()
+            .validate()
+            .unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&s.config);
+    let routes = Routes::load(
+        RoutesSource::Ssm {
+            name: ROUTES_PARAM.into(),
+            ttl: routes_ttl,
+        },
+        ssm.clone(),
+    )
+    .await
+    .unwrap();
+    let secrets = SecretStore::new(
+        aws_sdk_secretsmanager::Client::new(&s.config),
+        ssm,
+        Duration::from_secs(300),
+    );
+    Enricher::new(
+        config,
+        aws_sdk_ec2::Client::new(&s.config),
+        aws_sdk_cloudwatch::Client::new(&s.config),
+        aws_sdk_sns::Client::new(&s.config),
+        REGION.into(),
+    )
+    .with_delivery(routes, secrets, reqwest::Client::new())
+    .with_backoff(Backoff {
+        min_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(300),
+    })
+}
+
+pub fn envelope(name: &str, team: &str, status: Status) -> Envelope {
+    let starts_at: jiff::Timestamp = "2026-11-28T08:00:00Z".parse().unwrap();
+    let mut labels = BTreeMap::new();
+    labels.insert("alertname".to_string(), name.to_string());
+    labels.insert("severity".to_string(), "critical".to_string());
+    labels.insert("team".to_string(), team.to_string());
+    labels.insert("namespace".to_string(), team.to_string());
+    let fingerprint = label_fingerprint(&labels);
+    let mut annotations = BTreeMap::new();
+    annotations.insert("summary".to_string(), format!("{name} is on fire"));
+    Envelope {
+        schema: SCHEMA_V1.into(),
+        id: derive_id("prod", &fingerprint, status, starts_at, None),
+        source: Source::Alertmanager,
+        cluster: "prod".into(),
+        status,
+        alertname: name.into(),
+        severity: Severity::Critical,
+        severity_raw: Some("critical".into()),
+        fingerprint,
+        group_key: None,
+        receiver: None,
+        starts_at,
+        ends_at: (status == Status::Resolved)
+            .then(|| starts_at + jiff::SignedDuration::from_secs(600)),
+        generator_url: Some("http://prometheus:9090/graph?g0.expr=up".into()),
+        external_url: Some("http://alertmanager:9093".into()),
+        truncated_alerts: 0,
+        labels,
+        annotations,
+        kubernetes: None,
+        aws: None,
+        enrichment: None,
+        truncated: false,
+    }
+}
+
+pub fn records(envs: &[&Envelope]) -> Vec<Record> {
+    envs.iter()
+        .enumerate()
+        .map(|(i, e)| Record {
+            message_id: format!("msg-{i}"),
+            body: serde_json::to_string(e).unwrap(),
+        })
+        .collect()
+}
