@@ -248,8 +248,11 @@ pub struct PodCache {
     client: Client,
     ttl: Duration,
     timeout: Duration,
-    entries: Arc<Mutex<HashMap<(String, String), (Instant, Option<String>)>>>,
+    entries: Arc<Mutex<PodEntries>>,
 }
+
+/// (namespace, pod) → (when looked up, its node).
+type PodEntries = HashMap<(String, String), (Instant, Option<String>)>;
 
 /// Beyond this many cached pods, expired entries are swept on insert.
 const POD_CACHE_SWEEP_AT: usize = 4096;
@@ -472,7 +475,9 @@ pub fn start(client: Client, config: ContextConfig, metrics: Arc<Metrics>) -> Cl
     // parsed whole before stripping, so the page size bounds the transient
     // memory of a re-list. `any_semantic` lets the API server answer from its
     // watch cache instead of etcd.
-    let cfg = watcher::Config::default().any_semantic().page_size(LIST_PAGE_SIZE);
+    let cfg = watcher::Config::default()
+        .any_semantic()
+        .page_size(LIST_PAGE_SIZE);
     tokio::spawn(drive(
         "node",
         watcher(Api::<Node>::all(client.clone()), cfg.clone())

@@ -988,10 +988,10 @@ fn check_list(
             errors.push(format!("'{name}[{i}]' must be an object"));
             continue;
         };
-        if !obj
+        if obj
             .get(required)
             .and_then(Value::as_str)
-            .is_some_and(|s| !s.trim().is_empty())
+            .is_none_or(|s| s.trim().is_empty())
         {
             errors.push(format!("'{name}[{i}].{required}' is missing or blank"));
         }

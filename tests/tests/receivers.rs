@@ -88,8 +88,7 @@ async fn assert_hangs(url: &str, body: &Value) {
         .timeout(Duration::from_millis(300))
         .send()
         .await
-        .err()
-        .expect("a held request must not be answered");
+        .expect_err("a held request must not be answered");
     assert!(err.is_timeout(), "client timeout expected, got {err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
