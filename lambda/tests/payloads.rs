@@ -185,3 +185,39 @@ fn webhook_signature_is_hmac_sha256_over_timestamp_dot_body() {
     );
     assert_ne!(header, webhook::signature(b"other", 1_764_300_000, body));
 }
+
+#[test]
+fn emf_has_one_document_per_sink_and_one_per_sink_and_reason() {
+    use alert_manager_enricher::emf::{Counts, SinkCounts};
+    let mut counts = Counts::default();
+    counts.sinks.insert(
+        "team-slack".into(),
+        SinkCounts {
+            delivered: 3,
+            failed: [("http_500".to_string(), 2), ("throttled".to_string(), 1)]
+                .into_iter()
+                .collect(),
+            latency_ms: vec![12.5, 80.0],
+        },
+    );
+    let docs = counts.sink_emf(1_764_300_000_000);
+    assert_eq!(docs.len(), 3);
+    let main = &docs[0];
+    assert_eq!(main["Sink"], "team-slack");
+    assert_eq!(main["Delivered"], 3);
+    assert_eq!(main["Failed"], 3);
+    assert_eq!(main["LatencyMs"], serde_json::json!([12.5, 80.0]));
+    let directive = &main["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "AlertManager/Enricher");
+    assert_eq!(directive["Dimensions"], serde_json::json!([["Sink"]]));
+    assert_eq!(main["_aws"]["Timestamp"], 1_764_300_000_000_i64);
+    let by_reason: Vec<_> = docs[1..]
+        .iter()
+        .map(|d| (d["Reason"].as_str().unwrap(), d["Failed"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(by_reason, vec![("http_500", 2), ("throttled", 1)]);
+    assert_eq!(
+        docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["Sink", "Reason"]])
+    );
+}

@@ -51,13 +51,25 @@ async fn each_sink_gets_its_payload_and_the_resolve_closes_the_incident() {
     assert_eq!(delivered.id, firing.id);
     assert_eq!(
         delivered.enrichment.as_ref().unwrap().routed_to,
-        vec!["enriched", "team-slack", "team-pd", "audit"]
+        vec!["enriched", "team-slack", "team-pd", "audit", "team-topic"]
     );
 
     // The enriched topic, through the catch-all `continue` route.
     let sqs = aws_sdk_sqs::Client::new(&s.config);
     let got = receive_until(&sqs, &s.queue, Duration::from_secs(10), |g| !g.is_empty()).await;
     assert_eq!(got[0].0.id, firing.id);
+    // A per-team topic is an SNS sink like the enriched one, attributes included
+    // (its subscription filters on `team`).
+    let got = receive_until(&sqs, &s.team_queue, Duration::from_secs(10), |g| {
+        !g.is_empty()
+    })
+    .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.id, firing.id);
+    assert_eq!(
+        got[0].1.get("severity").map(String::as_str),
+        Some("critical")
+    );
 
     // The resolve reaches PagerDuty with the same dedup_key.
     let resolved = envelope("PaymentsDown", "payments", Status::Resolved);

@@ -25,6 +25,8 @@ pub struct Stack {
     pub config: aws_config::SdkConfig,
     pub topic: String,
     pub queue: String,
+    pub team_topic: String,
+    pub team_queue: String,
     pub slack: SlackReceiver,
     pub pagerduty: PagerDutyReceiver,
     pub webhook: WebhookReceiver,
@@ -42,6 +44,9 @@ sinks:
     type: pagerduty
     routing_key: {{secret: alert-manager/pagerduty, key: payments}}
     url: {pd}
+  team-topic:
+    type: sns
+    topic_arn: {team_topic}
   audit:
     type: webhook
     url: {hook}
@@ -52,7 +57,7 @@ routes:
     continue: true
   - name: payments
     match: {{labels.team: payments}}
-    sinks: [team-slack, team-pd, audit]
+    sinks: [team-slack, team-pd, audit, team-topic]
   - name: slack-only
     match: {{labels.team: slack-only}}
     sinks: [team-slack]
@@ -62,6 +67,7 @@ routes:
 "#,
         pd = s.pagerduty.url(),
         hook = s.webhook.url(),
+        team_topic = s.team_topic,
     )
 }
 
@@ -78,7 +84,25 @@ pub async fn stack() -> Stack {
         .unwrap()
         .to_string();
     let queue = moto.subscribe_queue(&topic, "enriched-inbox", None).await;
+    let team_topic = aws_sdk_sns::Client::new(&config)
+        .create_topic()
+        .name("payments-alerts")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let team_queue = moto
+        .subscribe_queue(
+            &team_topic,
+            "payments-inbox",
+            Some(r#"{"team":["payments"]}"#),
+        )
+        .await;
     let s = Stack {
+        team_topic,
+        team_queue,
         moto,
         config,
         topic,
