@@ -10,8 +10,10 @@ use crate::Error;
 use crate::context::ContextConfig;
 use crate::events::{EventFilter, OverflowPolicy};
 
-/// Receives Prometheus Alertmanager webhooks and publishes one envelope per
-/// alert to an SNS topic, answering 2xx only once SNS has accepted them all.
+/// Receives Prometheus Alertmanager webhooks (and, with --events, Kubernetes
+/// Warning events), adds what only the cluster knows (owning team, node →
+/// EC2 instance), and publishes one envelope per alert to an SNS topic,
+/// answering 2xx only once SNS has accepted them all.
 ///
 /// Credentials come from the AWS default chain: IRSA (AWS_ROLE_ARN +
 /// AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod Identity, or environment keys.
