@@ -21,6 +21,7 @@ mod cloudwatch_bridge;
 mod kube_api;
 mod lambda_watch;
 mod moto;
+pub mod pipeline;
 mod process;
 mod receivers;
 mod tcp_proxy;
