@@ -43,15 +43,22 @@ pub use receivers::{
 pub use tcp_proxy::TcpProxy;
 
 /// A binary of this workspace (`alert-manager-agent`, ...), built by
-/// `cargo test --workspace`, next to the running test executable.
+/// `cargo test --workspace`, next to the running executable: a test runs from
+/// `target/debug/deps/`, a tool such as `demo` from `target/debug/`.
 pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/debug/deps/<test> -> target/debug/<name>
-    let path = exe
+    let dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join(name))
+        .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
+    let dir = if dir.ends_with("deps") {
+        dir.parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    } else {
+        dir
+    };
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing; build it with `cargo test --workspace` (or `make test`)",

@@ -89,6 +89,8 @@ pub struct Handled {
     pub failed: bool,
     /// `ApproximateReceiveCount` at this receive.
     pub receive_count: u32,
+    /// `SentTimestamp` (epoch ms): when SNS delivered it to the queue.
+    pub sent_epoch_ms: Option<i64>,
 }
 
 /// What the poller saw.
@@ -200,8 +202,13 @@ impl Poller {
                         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                         .and_then(|c| c.parse().ok())
                         .unwrap_or(1);
+                    let sent_epoch_ms = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                        .and_then(|t| t.parse().ok());
                     if let Ok(mut s) = shared.lock() {
                         s.handled.push(Handled {
+                            sent_epoch_ms,
                             message_id: id,
                             envelope_id,
                             received,
@@ -667,6 +674,7 @@ pub fn cluster_objects(instance_id: &str) -> Vec<Value> {
     node["spec"]["providerID"] = json!(format!("aws:///us-east-1a/{instance_id}"));
     node["metadata"]["labels"]["topology.kubernetes.io/zone"] = json!("us-east-1a");
     node["metadata"]["labels"]["topology.kubernetes.io/region"] = json!(REGION);
+    node["metadata"]["labels"]["node.kubernetes.io/instance-type"] = json!("m6i.large");
     vec![
         node,
         fixture("namespace-annotated.json"),
