@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export ALERT_MANAGER_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alert-manager
 
-.PHONY: help test bootstrap fmt-check lint unit schema build demo fixtures
+.PHONY: help test bootstrap fmt-check lint unit schema build demo fixtures deploy-lambda
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,3 +35,14 @@ demo: bootstrap ## the whole pipeline on this machine: fire an alert, watch it t
 	@echo "Building the agent, the enricher and the demo (first time: about 10 minutes on 2 cores; then seconds)..."
 	$(CARGO) test --workspace --no-run --quiet
 	@target/debug/demo
+
+# `cargo lambda` from the venv `make bootstrap` creates, else one on PATH.
+CARGO_LAMBDA ?= $(if $(wildcard $(ALERT_MANAGER_CACHE)/venv/bin/cargo-lambda),$(ALERT_MANAGER_CACHE)/venv/bin/cargo-lambda lambda,$(CARGO) lambda)
+FUNCTION_NAME ?= alert-manager-enricher
+
+deploy-lambda: ## REAL AWS ACCOUNT: build the enricher for arm64 and deploy it (needs ENRICHER_ROLE_ARN, ENRICHED_TOPIC_ARN; see infra/cloudformation)
+	@test -n "$$ENRICHER_ROLE_ARN" || { echo "deploy-lambda: set ENRICHER_ROLE_ARN to the stack output EnricherRoleArn (see infra/iam/README.md, section Deploying)" >&2; exit 2; }
+	@test -n "$$ENRICHED_TOPIC_ARN" || { echo "deploy-lambda: set ENRICHED_TOPIC_ARN to the stack output EnrichedTopicArn" >&2; exit 2; }
+	cd lambda && $(CARGO_LAMBDA) build --release --arm64 --output-format zip
+	cd lambda && $(CARGO_LAMBDA) deploy --admerge --iam-role "$$ENRICHER_ROLE_ARN" \
+	  --env-var "ENRICHED_TOPIC_ARN=$$ENRICHED_TOPIC_ARN" --binary-name alert-manager-enricher $(FUNCTION_NAME)
