@@ -61,6 +61,12 @@ pub struct EnricherArgs {
     /// How often ROUTES_SSM_PARAMETER is re-read.
     #[arg(long, env = "ROUTES_TTL_SECONDS", default_value_t = 60)]
     pub routes_ttl_seconds: u64,
+    /// Longest time one invocation spends delivering (retries included), in
+    /// seconds; 0 means until the Lambda deadline. A record still failing then
+    /// goes back to SQS and returns after the visibility timeout, so a short
+    /// budget keeps one down sink from holding the whole batch.
+    #[arg(long, env = "DELIVERY_DEADLINE_SECONDS", default_value_t = 0)]
+    pub delivery_deadline_seconds: u64,
     /// How long a sink secret (Secrets Manager or SSM SecureString) is reused.
     #[arg(long, env = "SECRETS_TTL_SECONDS", default_value_t = 300)]
     pub secrets_ttl_seconds: u64,
@@ -161,6 +167,8 @@ pub struct EnricherConfig {
     pub routes: crate::routes_source::RoutesSource,
     /// Sink secret TTL.
     pub secrets_ttl: Duration,
+    /// Cap on delivery time per invocation; `None`: the Lambda deadline.
+    pub delivery_deadline: Option<Duration>,
 }
 
 /// CPUUtilization avg and max, StatusCheckFailed max, NetworkIn and NetworkOut.
@@ -253,6 +261,8 @@ impl EnricherArgs {
         Ok(EnricherConfig {
             routes,
             secrets_ttl: Duration::from_secs(self.secrets_ttl_seconds),
+            delivery_deadline: (self.delivery_deadline_seconds > 0)
+                .then(|| Duration::from_secs(self.delivery_deadline_seconds)),
             enriched_topic_arn: topic,
             ec2_cache_ttl: Duration::from_secs(self.ec2_cache_ttl_seconds),
             tag_deny_list: list(&self.ec2_tag_deny_list),

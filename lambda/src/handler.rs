@@ -196,7 +196,11 @@ impl Enricher {
         report: &mut BatchReport,
     ) {
         let table = self.routes.table().await;
-        let deadline = Instant::now() + remaining.saturating_sub(Duration::from_millis(500));
+        let mut budget = remaining.saturating_sub(Duration::from_millis(500));
+        if let Some(cap) = self.config.delivery_deadline {
+            budget = budget.min(cap);
+        }
+        let deadline = Instant::now() + budget;
         let mut sns_targets: BTreeMap<String, (SnsPublisher, Vec<usize>)> = BTreeMap::new();
         let mut http_targets: Vec<(usize, String, HttpSink)> = Vec::new();
         for (i, env) in envelopes.iter_mut().enumerate() {
