@@ -27,6 +27,21 @@ pub struct AgentProcess {
     pub log: PathBuf,
     /// Token files and logs; removed on drop.
     pub dir: tempfile::TempDir,
+    /// The web-identity token file (rewrite it to rotate).
+    pub web_identity: PathBuf,
+    command: AgentCommand,
+}
+
+/// How to start the same agent again.
+#[derive(Clone)]
+struct AgentCommand {
+    endpoint: String,
+    topic_arn: String,
+    extra: Vec<(String, String)>,
+    listen: u16,
+    metrics: u16,
+    bearer: PathBuf,
+    restarts: u32,
 }
 
 /// Writes a web-identity token and the bearer token; returns their paths.
@@ -64,40 +79,59 @@ impl AgentProcess {
             Err(e) => panic!("tempdir: {e}"),
         };
         let (web_identity, bearer) = write_token_files(dir.path());
-        let (listen, metrics) = (free_port(), free_port());
-        let log = dir.path().join("agent.log");
-        let stderr = match std::fs::File::create(&log) {
-            Ok(f) => f,
-            Err(e) => panic!("create {}: {e}", log.display()),
+        let command = AgentCommand {
+            endpoint: endpoint.to_string(),
+            topic_arn: topic_arn.to_string(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            listen: free_port(),
+            metrics: free_port(),
+            bearer,
+            restarts: 0,
         };
-        let mut cmd = Command::new(workspace_binary("alert-manager-agent"));
-        irsa_env(&mut cmd, endpoint, &web_identity, dir.path());
-        cmd.env("ALERT_TOPIC_ARN", topic_arn)
-            .env("CLUSTER_NAME", "e2e-cluster")
-            .env("LISTEN_ADDR", format!("127.0.0.1:{listen}"))
-            .env("METRICS_ADDR", format!("127.0.0.1:{metrics}"))
-            .env("AUTH_TOKEN_FILE", &bearer)
-            .env("KUBERNETES_CONTEXT", "off")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "debug")
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let child = ChildGuard::spawn("alert-manager-agent", cmd);
-        let metrics = format!("http://127.0.0.1:{metrics}");
+        let log = dir.path().join("agent.log");
+        let child = spawn(&command, &web_identity, dir.path(), &log);
+        let agent = AgentProcess {
+            child,
+            webhook: format!("http://127.0.0.1:{}/webhook", command.listen),
+            metrics: format!("http://127.0.0.1:{}", command.metrics),
+            log,
+            dir,
+            web_identity,
+            command,
+        };
+        agent.wait_healthy().await;
+        agent
+    }
+
+    /// Kills the agent with SIGKILL (no drain) and starts it again on the same
+    /// ports with the same settings, as a crashed pod's container restarts.
+    pub async fn crash_and_restart(&mut self) {
+        self.child.signal("KILL");
+        let _ = self.child.wait_exit(Duration::from_secs(5));
+        self.command.restarts += 1;
+        self.log = self
+            .dir
+            .path()
+            .join(format!("agent-{}.log", self.command.restarts));
+        self.child = spawn(
+            &self.command,
+            &self.web_identity,
+            self.dir.path(),
+            &self.log,
+        );
+        self.wait_healthy().await;
+    }
+
+    async fn wait_healthy(&self) {
         wait_until_http_ok(
             "agent /healthz",
-            &format!("{metrics}/healthz"),
+            &format!("{}/healthz", self.metrics),
             Duration::from_secs(20),
         )
         .await;
-        AgentProcess {
-            child,
-            webhook: format!("http://127.0.0.1:{listen}/webhook"),
-            metrics,
-            log,
-            dir,
-        }
     }
 
     /// The agent's /metrics text.
@@ -126,6 +160,27 @@ impl AgentProcess {
             Err(e) => panic!("POST {}: {e}", self.webhook),
         }
     }
+}
+
+fn spawn(command: &AgentCommand, web_identity: &Path, home: &Path, log: &Path) -> ChildGuard {
+    let stderr = match std::fs::File::create(log) {
+        Ok(f) => f,
+        Err(e) => panic!("create {}: {e}", log.display()),
+    };
+    let mut cmd = Command::new(workspace_binary("alert-manager-agent"));
+    irsa_env(&mut cmd, &command.endpoint, web_identity, home);
+    cmd.env("ALERT_TOPIC_ARN", &command.topic_arn)
+        .env("CLUSTER_NAME", "e2e-cluster")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{}", command.listen))
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", command.metrics))
+        .env("AUTH_TOKEN_FILE", &command.bearer)
+        .env("KUBERNETES_CONTEXT", "off")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .envs(command.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    ChildGuard::spawn("alert-manager-agent", cmd)
 }
 
 /// Receives (and deletes) from `queue` until `done` holds for what arrived,

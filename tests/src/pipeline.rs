@@ -58,6 +58,9 @@ pub struct PipelineOptions {
     pub lambda_env: Vec<(String, String)>,
     /// Extra environment of the agent.
     pub agent_env: Vec<(String, String)>,
+    /// Route the agent's AWS traffic through a [`TcpProxy`], so SNS can be
+    /// taken away from it (and given back) without losing moto's state.
+    pub agent_via_proxy: bool,
 }
 
 impl Default for PipelineOptions {
@@ -70,6 +73,7 @@ impl Default for PipelineOptions {
             max_alerts: 0,
             lambda_env: Vec::new(),
             agent_env: Vec::new(),
+            agent_via_proxy: false,
         }
     }
 }
@@ -290,6 +294,8 @@ pub struct Pipeline {
     pub kube: MockKubeApi,
     /// The agent.
     pub agent: AgentProcess,
+    /// Between the agent and moto, when asked for.
+    pub proxy: Option<crate::TcpProxy>,
     /// The enricher.
     pub watch: LambdaWatch,
     /// The event source mapping.
@@ -403,7 +409,15 @@ impl Pipeline {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        let agent = AgentProcess::start(&moto.endpoint(), &raw_topic, &agent_env).await;
+        let proxy = if options.agent_via_proxy {
+            Some(crate::TcpProxy::start(moto.port()).await)
+        } else {
+            None
+        };
+        let agent_endpoint = proxy
+            .as_ref()
+            .map_or_else(|| moto.endpoint(), |p| p.endpoint());
+        let agent = AgentProcess::start(&agent_endpoint, &raw_topic, &agent_env).await;
         crate::wait_until_http_ok(
             "agent /readyz",
             &format!("{}/readyz", agent.metrics),
@@ -498,6 +512,7 @@ impl Pipeline {
             instance_id,
             kube,
             agent,
+            proxy,
             watch,
             poller,
             slack,
