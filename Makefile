@@ -3,12 +3,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export ALERT_MANAGER_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alert-manager
 
-.PHONY: help test bootstrap fmt-check lint unit schema build demo fixtures deploy-lambda
+.PHONY: help test bootstrap fmt-check lint unit test-faults bench schema build demo fixtures deploy-lambda
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-test: bootstrap fmt-check lint unit ## install what is missing, then fmt, clippy and every test
+test: bootstrap fmt-check lint unit test-faults ## install what is missing, then fmt, clippy and every test
 
 bootstrap: ## install moto, cargo-lambda, cfn-lint, ... (venv) and Debian's Alertmanager, idempotently
 	@infra/local/bootstrap.sh
@@ -21,6 +21,13 @@ lint: ## clippy on every target, warnings are errors
 
 unit: ## cargo test --workspace (needs `make bootstrap` for the real components)
 	$(CARGO) test --workspace --no-fail-fast
+
+test-faults: ## the heavy fault test: 2,000 alerts, SNS outage, agent SIGKILL (about 2 minutes)
+	$(CARGO) test --workspace --test faults -- --ignored --nocapture
+
+bench: ## benchmarks (release builds, wrk, Alertmanager, moto) -> docs/benchmarks.md and docs/bench/*.svg, about 15 minutes
+	@infra/local/bootstrap.sh bench
+	$(ALERT_MANAGER_CACHE)/venv/bin/python3 infra/bench/run.py
 
 schema: ## regenerate docs/envelope.schema.json from the Rust types
 	UPDATE_SCHEMA=1 $(CARGO) test --workspace --test contract committed_schema_matches_the_types

@@ -206,7 +206,8 @@ pub async fn receive_until(
             Ok(o) => o,
             Err(e) => panic!("receive from {queue}: {e}"),
         };
-        for m in out.messages() {
+        let mut entries = Vec::new();
+        for (i, m) in out.messages().iter().enumerate() {
             let env = match Envelope::from_json(m.body().unwrap_or_default()) {
                 Ok(e) => e,
                 Err(e) => panic!("not an envelope in {queue}: {e}"),
@@ -219,13 +220,22 @@ pub async fn receive_until(
                         .collect()
                 })
                 .unwrap_or_default();
-            let _ = sqs
-                .delete_message()
-                .queue_url(queue)
+            if let Ok(entry) = aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
                 .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()
+            {
+                entries.push(entry);
+            }
+            got.push((env, attrs));
+        }
+        if !entries.is_empty() {
+            let _ = sqs
+                .delete_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
                 .send()
                 .await;
-            got.push((env, attrs));
         }
     }
     got

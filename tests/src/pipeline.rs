@@ -186,17 +186,34 @@ impl Poller {
                         .collect(),
                 };
                 let done = Instant::now();
+                // One DeleteMessageBatch for what succeeded, as the event source mapping does.
+                let entries: Vec<_> = messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| {
+                        !failed_ids
+                            .iter()
+                            .any(|f| Some(f.as_str()) == m.message_id())
+                    })
+                    .filter_map(|(i, m)| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle().unwrap_or_default())
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                if !entries.is_empty() {
+                    let _ = sqs
+                        .delete_message_batch()
+                        .queue_url(&queue_url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await;
+                }
                 for m in &messages {
                     let id = m.message_id().unwrap_or_default().to_string();
                     let failed = failed_ids.contains(&id);
-                    if !failed && let Some(handle) = m.receipt_handle() {
-                        let _ = sqs
-                            .delete_message()
-                            .queue_url(&queue_url)
-                            .receipt_handle(handle)
-                            .send()
-                            .await;
-                    }
                     let envelope_id = m
                         .body()
                         .and_then(|b| serde_json::from_str::<Value>(b).ok())
@@ -571,7 +588,7 @@ fn routes(pagerduty: &str, webhook: &str) -> String {
 
 /// Alerts go to the agent; alerts labelled `cut="true"` go through a second
 /// receiver with `max_alerts` (when non-zero), so both behaviours run at once.
-fn alertmanager_config(webhook: &str, token: &std::path::Path, max_alerts: u32) -> String {
+pub fn alertmanager_config(webhook: &str, token: &std::path::Path, max_alerts: u32) -> String {
     format!(
         r#"
 route:
