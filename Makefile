@@ -50,6 +50,6 @@ FUNCTION_NAME ?= alert-manager-enricher
 deploy-lambda: ## REAL AWS ACCOUNT: build the enricher for arm64 and deploy it (needs ENRICHER_ROLE_ARN, ENRICHED_TOPIC_ARN; see infra/cloudformation)
 	@test -n "$$ENRICHER_ROLE_ARN" || { echo "deploy-lambda: set ENRICHER_ROLE_ARN to the stack output EnricherRoleArn (see infra/iam/README.md, section Deploying)" >&2; exit 2; }
 	@test -n "$$ENRICHED_TOPIC_ARN" || { echo "deploy-lambda: set ENRICHED_TOPIC_ARN to the stack output EnrichedTopicArn" >&2; exit 2; }
-	cd lambda && $(CARGO_LAMBDA) build --release --arm64 --output-format zip
+	cd lambda && PATH="$(ALERT_MANAGER_CACHE)/venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip
 	cd lambda && $(CARGO_LAMBDA) deploy --admerge --iam-role "$$ENRICHER_ROLE_ARN" \
 	  --env-var "ENRICHED_TOPIC_ARN=$$ENRICHED_TOPIC_ARN" --binary-name alert-manager-enricher $(FUNCTION_NAME)

