@@ -193,6 +193,9 @@ def main():
             sections.append(f"## {name[:-3]}\n\nNot measured in this run: its benchmark failed (see the `make bench` output).")
     total = time.time() - started
     rows = "\n".join(f"| {k} | {v} |" for k, v in machine())
+    warm = not build_times or min(build_times.values()) < 60
+    goal_verdict = (f"goal ≤ 15 min: {'met' if total <= 900 else 'missed'}" if not warm else
+                    "builds were warm; from an empty target/ about 25 min, so the goal ≤ 15 min is missed cold")
     builds = "\n".join(f"| {k} | {v:.0f} s |" for k, v in build_times.items()) or "| (binaries already built) | |"
     runs = "\n".join(f"| `{k}` | {'ok' if ok else 'FAILED'} | {t:.0f} s |" for k, (ok, t) in outcomes.items())
     report = f"""# Benchmarks
@@ -217,7 +220,7 @@ goal; with warm builds the whole run is the total below.
 | Benchmark | Result | Time |
 |---|---|---|
 {runs}
-| **`make bench` in all** | | **{total / 60:.1f} min** (goal ≤ 15 min: {'met' if total <= 900 else 'missed'}) |
+| **`make bench` in all** | | **{total / 60:.1f} min** ({goal_verdict}) |
 
 {chr(10).join(s + chr(10) for s in sections)}
 ## Where the misses come from
