@@ -37,7 +37,10 @@ pub struct Enricher {
     region: String,
     routes: Routes,
     secrets: Option<SecretStore>,
-    http: reqwest::Client,
+    /// The HTTP sinks' client, built on first use: building one reads the
+    /// whole system CA store, which was half of the cold start when built at
+    /// init, and invocations that route to no HTTP sink never need it.
+    http: std::sync::OnceLock<reqwest::Client>,
     backoff: Backoff,
     publish_retry: alert_aws::RetryPolicy,
 }
@@ -86,24 +89,31 @@ impl Enricher {
             region,
             routes: Routes::fixed(RoutingTable::enriched_only()),
             secrets: None,
-            http: reqwest::Client::new(),
+            http: std::sync::OnceLock::new(),
             backoff: Backoff::default(),
             publish_retry: alert_aws::RetryPolicy::within(Duration::from_secs(10)),
         }
     }
 
-    /// Adds routing and the sinks' dependencies (without this, every alert
-    /// goes to the enriched topic only).
-    pub fn with_delivery(
-        mut self,
-        routes: Routes,
-        secrets: SecretStore,
-        http: reqwest::Client,
-    ) -> Self {
+    /// Adds routing and the sinks' secrets (without this, every alert goes
+    /// to the enriched topic only).
+    pub fn with_delivery(mut self, routes: Routes, secrets: SecretStore) -> Self {
         self.routes = routes;
         self.secrets = Some(secrets);
-        self.http = http;
         self
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .build()
+                    // Fails only when the TLS backend cannot start, as
+                    // reqwest::Client::new (the fallback) would then.
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 
     /// Overrides the HTTP sinks' backoff (tests use short delays).
@@ -229,17 +239,17 @@ impl Enricher {
                     Some(SinkConfig::Slack(c)) => http_targets.push((
                         i,
                         name.clone(),
-                        HttpSink::Slack(SlackSink::new(c.clone(), self.http.clone())),
+                        HttpSink::Slack(SlackSink::new(c.clone(), self.http())),
                     )),
                     Some(SinkConfig::Pagerduty(c)) => http_targets.push((
                         i,
                         name.clone(),
-                        HttpSink::PagerDuty(PagerDutySink::new(c.clone(), self.http.clone())),
+                        HttpSink::PagerDuty(PagerDutySink::new(c.clone(), self.http())),
                     )),
                     Some(SinkConfig::Webhook(c)) => http_targets.push((
                         i,
                         name.clone(),
-                        HttpSink::Webhook(WebhookSink::new(c.clone(), self.http.clone())),
+                        HttpSink::Webhook(WebhookSink::new(c.clone(), self.http())),
                     )),
                 }
             }

@@ -73,9 +73,6 @@ async fn run(args: EnricherArgs) -> Result<(), lambda_runtime::Error> {
         ssm,
         config.secrets_ttl,
     );
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()?;
     let enricher = Enricher::new(
         config,
         aws_sdk_ec2::Client::new(&sdk),
@@ -83,7 +80,7 @@ async fn run(args: EnricherArgs) -> Result<(), lambda_runtime::Error> {
         aws_sdk_sns::Client::new(&sdk),
         region,
     )
-    .with_delivery(routes, secrets, http);
+    .with_delivery(routes, secrets);
     let enricher = &enricher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline_ms = event.context.deadline as i64;

@@ -170,7 +170,7 @@ pub async fn enricher(s: &Stack, routes_ttl: Duration) -> Enricher {
         aws_sdk_sns::Client::new(&s.config),
         REGION.into(),
     )
-    .with_delivery(routes, secrets, reqwest::Client::new())
+    .with_delivery(routes, secrets)
     .with_backoff(Backoff {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_millis(300),
