@@ -103,7 +103,7 @@ def machine():
     ]
 
 
-def bench(script, args, results, timeout):
+def bench(script, args, timeout):
     cmd = [VENV_PY, os.path.join(BENCH, script)] + args
     t0 = time.time()
     try:
@@ -175,13 +175,13 @@ def main():
     common = ["--results", args.results, "--plots", plots] + quick
     outcomes = {}
     outcomes["agent-load.py"] = bench("agent-load.py", ["--agent", AGENT, "--null-sns", os.path.join(DEBUG, "null-sns")] + common,
-                                      args.results, 360)
+                                      360)
     t0 = time.time()
     outcomes["agent-stores-rss.py"] = (stores_section(args.results, plots, args.quick), time.time() - t0)
     outcomes["lambda-bench.py"] = bench("lambda-bench.py", [ENRICHER,
                                                             "--artifact-dir", LAMBDA_DIR,
                                                             "--bridge", os.path.join(DEBUG, "cloudwatch-bridge")] + common,
-                                        args.results, 300)
+                                        300)
 
     sections = []
     for name in ("agent-load.md", "agent-stores.md", "lambda.md"):

@@ -132,6 +132,18 @@ impl MotoServer {
             .unwrap_or_else(|e| panic!("moto {path}: {e}"));
     }
 
+    /// Creates SNS topic `name`; returns its ARN.
+    pub async fn create_topic(&self, name: &str) -> String {
+        aws_sdk_sns::Client::new(&self.sdk_config().await)
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.topic_arn().map(String::from))
+            .unwrap_or_else(|| panic!("create topic {name} in moto"))
+    }
+
     /// Creates SQS queue `queue` and subscribes it to `topic_arn` with raw
     /// delivery and an optional filter policy; returns the queue URL.
     pub async fn subscribe_queue(

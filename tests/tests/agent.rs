@@ -27,17 +27,8 @@ struct Topology {
 
 async fn topology(moto: &MotoServer) -> Topology {
     let config = moto.sdk_config().await;
-    let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic_arn = sns
-        .create_topic()
-        .name("alerts")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let topic_arn = moto.create_topic("alerts").await;
     let all_queue = moto.subscribe_queue(&topic_arn, "all", None).await;
     let critical_queue = moto
         .subscribe_queue(&topic_arn, "critical", Some(r#"{"severity":["critical"]}"#))

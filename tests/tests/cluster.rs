@@ -41,15 +41,7 @@ fn cluster_objects() -> Vec<Value> {
 
 async fn topic_and_queue(moto: &MotoServer) -> (String, String, aws_sdk_sqs::Client) {
     let config = moto.sdk_config().await;
-    let topic = aws_sdk_sns::Client::new(&config)
-        .create_topic()
-        .name("alerts")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let topic = moto.create_topic("alerts").await;
     let queue = moto.subscribe_queue(&topic, "inbox", None).await;
     (topic, queue, aws_sdk_sqs::Client::new(&config))
 }

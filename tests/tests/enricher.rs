@@ -104,16 +104,7 @@ async fn stack(instances: usize) -> Stack {
         put.send().await.unwrap();
     }
 
-    let sns = aws_sdk_sns::Client::new(&config);
-    let enriched_topic = sns
-        .create_topic()
-        .name("alerts-enriched")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let enriched_topic = moto.create_topic("alerts-enriched").await;
     let team_queue = moto
         .subscribe_queue(
             &enriched_topic,

@@ -112,15 +112,7 @@ async fn sns_outage_and_agent_crash_lose_nothing() {
     let moto = MotoServer::start().await;
     let config = moto.sdk_config().await;
     let sns = aws_sdk_sns::Client::new(&config);
-    let topic = sns
-        .create_topic()
-        .name("alerts-raw")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let topic = moto.create_topic("alerts-raw").await;
     let subscriber = SnsHttpSubscriber::default();
     let endpoint = subscriber.start().await;
     sns.subscribe()

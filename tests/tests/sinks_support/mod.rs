@@ -74,25 +74,9 @@ routes:
 pub async fn stack() -> Stack {
     let moto = MotoServer::start().await;
     let config = moto.sdk_config().await;
-    let topic = aws_sdk_sns::Client::new(&config)
-        .create_topic()
-        .name("enriched")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let topic = moto.create_topic("enriched").await;
     let queue = moto.subscribe_queue(&topic, "enriched-inbox", None).await;
-    let team_topic = aws_sdk_sns::Client::new(&config)
-        .create_topic()
-        .name("payments-alerts")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_string();
+    let team_topic = moto.create_topic("payments-alerts").await;
     let team_queue = moto
         .subscribe_queue(
             &team_topic,
