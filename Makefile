@@ -22,7 +22,7 @@ lint: ## clippy on every target, warnings are errors
 unit: ## cargo test --workspace (needs `make bootstrap` for the real components)
 	$(CARGO) test --workspace --no-fail-fast
 
-test-faults: ## the heavy fault test: 2,000 alerts, SNS outage, agent SIGKILL (about 2 minutes)
+test-faults: ## the heavy fault test: 2,000 alerts through the whole pipeline, SNS outage, agent SIGKILL (about a minute)
 	$(CARGO) test --workspace --test faults -- --ignored --nocapture
 
 bench: ## benchmarks (release builds, wrk, Alertmanager, moto) -> docs/benchmarks.md and docs/bench/*.svg, about 15 minutes

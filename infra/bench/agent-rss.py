@@ -39,7 +39,7 @@ def main():
     a.add_argument("binary"); a.add_argument("--notifications", type=int, default=300); a.add_argument("--concurrency", type=int, default=8)
     args = a.parse_args()
     moto_port, listen, metrics = free_port(), free_port(), free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = subprocess.Popen([sys.executable, os.path.join(ROOT, "infra", "local", "moto_server.py"), "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     agent = None
     try:
         wait(f"http://127.0.0.1:{moto_port}/moto-api/data.json")

@@ -216,7 +216,7 @@ def main():
         try:
             moto_port, listen, metrics = free_port(), free_port(), free_port()
             moto_log = os.path.join(workdir, "moto.log")
-            moto = spawn([os.path.join(VENV, "bin", "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], moto_log)
+            moto = spawn([os.path.join(VENV, "bin", "python3"), os.path.join(ROOT, "infra", "local", "moto_server.py"), "-H", "127.0.0.1", "-p", str(moto_port)], moto_log)
             mock, kube_url, kubeconfig, mock_log = start_mock(args.mock_apiserver, args, workdir, deadline)
             endpoint = f"http://127.0.0.1:{moto_port}"
             wait_http(f"{endpoint}/moto-api/data.json", deadline, "moto", moto, moto_log)

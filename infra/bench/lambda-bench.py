@@ -355,7 +355,7 @@ class Moto:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(workdir, "moto.log"), "wb")
         env = dict(os.environ, MOTO_RECORDER_FILEPATH=os.path.join(workdir, "moto-recording"))
-        self.proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+        self.proc = spawn([sys.executable, os.path.join(ROOT, "infra", "local", "moto_server.py"), "-H", "127.0.0.1", "-p", str(self.port)],
                           env=env, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_http_ok(f"{self.url}/moto-api/data.json", 60, self.proc)
 

@@ -13,7 +13,9 @@ pub const REGION: &str = "us-east-1";
 /// Account id moto reports.
 pub const ACCOUNT_ID: &str = "123456789012";
 
-/// A running `python -m moto.server` on 127.0.0.1, killed on drop.
+/// A running moto server on 127.0.0.1, killed on drop. It runs through
+/// `infra/local/moto_server.py`: moto with its SQS queue bookkeeping made
+/// O(1) in the clock (see that file), so a backlog does not stall it.
 #[derive(Debug)]
 pub struct MotoServer {
     port: u16,
@@ -38,7 +40,8 @@ impl MotoServer {
         // The recorder writes its file into the working directory unless told
         // otherwise; keep it out of the source tree, one file per server.
         let recording = std::env::temp_dir().join(format!("moto-recording-{}", self.port));
-        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+        cmd.arg(crate::workspace_root().join("infra/local/moto_server.py"))
+            .args(["-H", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .env("MOTO_RECORDER_FILEPATH", recording)
             .stdout(Stdio::null())

@@ -491,14 +491,21 @@ impl Pipeline {
         }
         lambda_env.extend(options.lambda_env.iter().cloned());
 
-        progress(
-            "starting the enricher under `cargo lambda watch` (the first invocation builds it)",
-        );
+        progress("starting `cargo lambda watch`, the Lambda Runtime API emulator");
         let env_refs: Vec<(&str, &str)> = lambda_env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let watch = LambdaWatch::start(&workspace_root().join("lambda"), &env_refs).await;
+        // The first invocation builds the function (minutes when `cargo lambda
+        // watch` cannot reuse the test build); do it before any alert flows,
+        // so no test's clock, and no queue, waits on the compiler.
+        progress("building the enricher under `cargo lambda watch` and invoking it once");
+        let warm = watch.invoke(FUNCTION, &json!({"Records": []})).await;
+        assert!(
+            matches!(&warm, Ok(v) if v["batchItemFailures"] == json!([])),
+            "the enricher's warm-up invocation with no records: {warm:?}"
+        );
         let poller = Poller::start(sqs.clone(), inbox.clone(), inbox_arn, watch.port());
 
         let alertmanager = if options.alertmanager {

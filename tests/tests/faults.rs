@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use alert_envelope::Envelope;
 use alert_manager_tests::Behavior;
-use alert_manager_tests::agent::{AGENT_TOKEN, AgentProcess, receive_until};
-use alert_manager_tests::pipeline::{Pipeline, PipelineOptions, alertmanager_config, pod_alert};
-use alert_manager_tests::{Alertmanager, MotoServer, TcpProxy, free_port};
+use alert_manager_tests::agent::{AGENT_TOKEN, receive_until};
+use alert_manager_tests::free_port;
+use alert_manager_tests::pipeline::{Pipeline, PipelineOptions, pod_alert};
 use serde_json::{Value, json};
 
 fn quiet(_: &str) {}
@@ -52,91 +52,32 @@ async fn metric(p: &Pipeline, line_prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What an SNS HTTP subscription delivered: the envelopes, in arrival order.
-#[derive(Debug, Clone, Default)]
-struct SnsHttpSubscriber {
-    envelopes: std::sync::Arc<std::sync::Mutex<Vec<Envelope>>>,
-}
-
-impl SnsHttpSubscriber {
-    /// Listens on 127.0.0.1 and answers 200 to every SNS notification, as a
-    /// subscribed team's HTTPS endpoint does; returns its URL.
-    async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/sns", listener.local_addr().unwrap());
-        let envelopes = self.envelopes.clone();
-        let app = axum::Router::new().route(
-            "/sns",
-            axum::routing::post(move |body: String| {
-                let envelopes = envelopes.clone();
-                async move {
-                    // A notification wraps the message unless raw delivery is honoured.
-                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                    let message = match v.get("Type").and_then(Value::as_str) {
-                        Some("Notification") => v["Message"].as_str().unwrap_or("").to_string(),
-                        _ => body,
-                    };
-                    match Envelope::from_json(&message) {
-                        Ok(e) => {
-                            envelopes.lock().unwrap().push(e);
-                            axum::http::StatusCode::OK
-                        }
-                        Err(_) => axum::http::StatusCode::BAD_REQUEST,
-                    }
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-
-    fn received(&self) -> Vec<Envelope> {
-        self.envelopes.lock().unwrap().clone()
-    }
-}
-
-/// 2,000 alerts from Debian's Alertmanager through the agent to SNS and a
-/// subscriber, with SNS unreachable for 30 s mid-run (a TCP proxy in front of
-/// moto refuses connections, so moto keeps its state) and the agent
-/// SIGKILLed and restarted during the outage.
+/// 2,000 alerts from Debian's Alertmanager through the whole pipeline (agent
+/// → raw topic → SQS inbox → poller → enricher → enriched topic → final
+/// queue), with SNS unreachable for the agent for 30 s mid-run (a TCP proxy
+/// in front of moto refuses its connections, so moto keeps its state) and the
+/// agent SIGKILLed and restarted during the outage.
 ///
-/// The subscriber is an SNS HTTP subscription, and the enricher stage is left
-/// out, on purpose: moto's SQS recomputes a queue's attributes over every
-/// message on each send and receive (O(n) per call; py-spy shows
-/// `Queue.attributes`), so 2,000 messages through an SQS queue take minutes
-/// and the run measures moto, not us. moto's HTTP delivery is linear. The
-/// enricher's own faults are the other tests in this file.
+/// The final queue is drained while the alerts flow, as a subscriber drains
+/// it. Groups of 100 come every `PACE`, so the outage starts and ends with
+/// alerts still firing. moto runs through `infra/local/moto_server.py`:
+/// stock moto recounts a queue's messages for every message it sends or
+/// hands out, and the backlog the outage releases would stall it for minutes.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "heavy (about 2 minutes): run by `make test-faults`, which `make test` runs"]
+#[ignore = "heavy (about a minute): run by `make test-faults`, which `make test` runs"]
 async fn sns_outage_and_agent_crash_lose_nothing() {
-    let moto = MotoServer::start().await;
-    let config = moto.sdk_config().await;
-    let sns = aws_sdk_sns::Client::new(&config);
-    let topic = moto.create_topic("alerts-raw").await;
-    let subscriber = SnsHttpSubscriber::default();
-    let endpoint = subscriber.start().await;
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("http")
-        .endpoint(&endpoint)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
-    let proxy = TcpProxy::start(moto.port()).await;
-    // Below Alertmanager's 10 s notify timeout, so a 503 reaches it before it gives up.
-    let mut agent = AgentProcess::start(
-        &proxy.endpoint(),
-        &topic,
-        &[("PUBLISH_DEADLINE_SECONDS", "8")],
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("token");
-    std::fs::write(&token, AGENT_TOKEN).unwrap();
-    let am = Alertmanager::start(&alertmanager_config(&agent.webhook, &token, 0)).await;
-
-    let all = alerts(20, 100, "Load");
+    const GROUPS: usize = 20;
+    const PACE: Duration = Duration::from_secs(2);
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let options = PipelineOptions {
+        sinks: false,
+        agent_via_proxy: true,
+        // Below Alertmanager's 10 s notify timeout, so a 503 reaches it before it gives up.
+        agent_env: vec![("PUBLISH_DEADLINE_SECONDS".into(), "8".into())],
+        ..PipelineOptions::default()
+    };
+    let mut p = Pipeline::start(options, &quiet).await;
+    let all = alerts(GROUPS, 100, "Load");
     let want: BTreeSet<String> = all
         .iter()
         .map(|a| {
@@ -148,50 +89,67 @@ async fn sns_outage_and_agent_crash_lose_nothing() {
         })
         .collect();
     assert_eq!(want.len(), 2000);
+
+    // The downstream subscriber, draining the final queue from the start.
+    let wanted = want.len();
+    let (sqs, final_queue) = (p.sqs(), p.all_queue.clone());
+    let collector = tokio::spawn(async move {
+        receive_until(&sqs, &final_queue, Duration::from_secs(420), |got| {
+            got.iter()
+                .map(|(e, _)| key(e))
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= wanted
+        })
+        .await
+    });
     let started = Instant::now();
     let mut outage_started = None;
     let mut crashed = false;
-    // One group of 100 a second; SNS goes away after 7 groups, the agent is
-    // killed after 15, SNS is back 30 s after it went.
+    // SNS goes away after 4 groups, the agent is killed 8 groups later,
+    // SNS is back 30 s after it went.
     for (i, chunk) in all.chunks(100).enumerate() {
-        am.post_alerts(&json!(chunk)).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if i == 7 {
-            proxy.set_up(false);
+        p.fire(&json!(chunk)).await;
+        tokio::time::sleep(PACE).await;
+        if i == 4 {
+            p.proxy.as_ref().unwrap().set_up(false);
             outage_started = Some(Instant::now());
         }
-        if i == 15 {
-            agent.crash_and_restart().await;
+        if i == 12 {
+            p.agent.crash_and_restart().await;
             crashed = true;
+        }
+        if let Some(o) = outage_started
+            && o.elapsed() >= OUTAGE
+        {
+            p.proxy.as_ref().unwrap().set_up(true);
         }
     }
     assert!(crashed);
     let outage = outage_started.unwrap();
-    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
-    proxy.set_up(true);
-    let outage_len = outage.elapsed();
+    tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
+    p.proxy.as_ref().unwrap().set_up(true);
+    let outage_len = outage.elapsed().min(OUTAGE);
 
-    let keys = |got: &[Envelope]| got.iter().map(key).collect::<BTreeSet<_>>();
-    let wait_until = Instant::now() + Duration::from_secs(180);
-    while keys(&subscriber.received()).len() < want.len() && Instant::now() < wait_until {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let mut got = collector.await.unwrap();
     // Late duplicates count too.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let got = subscriber.received();
+    got.extend(receive_until(&p.sqs(), &p.all_queue, Duration::from_secs(5), |_| false).await);
     let mut ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in &got {
+    for (e, _) in &got {
         ids.entry(key(e)).or_default().insert(e.id.clone());
     }
     let arrived: BTreeSet<String> = ids.keys().cloned().collect();
     let lost: Vec<_> = want.difference(&arrived).collect();
     let duplicates = got.len() - arrived.len();
+    let stats = p.poller.stats();
     println!(
-        "2,000 alerts, SNS unreachable for {:.0} s, one agent SIGKILL: {} arrived after {:.0} s, {} lost, {duplicates} duplicates",
+        "2,000 alerts, SNS unreachable for the agent for {:.0} s, one agent SIGKILL: {} reached the final queue after {:.0} s, {} lost, {duplicates} duplicates ({} enricher invocations, {} inbox messages handled)",
         outage_len.as_secs_f64(),
         arrived.len(),
         started.elapsed().as_secs_f64(),
-        lost.len()
+        lost.len(),
+        stats.invocations,
+        stats.handled.len(),
     );
     assert!(
         lost.is_empty(),
@@ -203,11 +161,22 @@ async fn sns_outage_and_agent_crash_lose_nothing() {
         ids.values().all(|s| s.len() == 1),
         "a duplicate carries a different id"
     );
-    let metrics = agent.metrics_text().await;
     assert!(
-        metrics.contains("alert_manager_agent_alerts_published_total"),
-        "{metrics}"
+        got.iter().all(|(e, _)| e.enrichment.is_some()),
+        "every alert in the final queue went through the enricher"
     );
+    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    // The restarted agent lived through part of the outage: it failed to
+    // publish (503 to Alertmanager), then published once SNS came back.
+    let metrics = p.agent.metrics_text().await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("alert_manager_agent_publish_failures_total") && !l.ends_with(" 0")
+        ),
+        "the outage reached the agent: {metrics}"
+    );
+    let published = metric(&p, "alert_manager_agent_alerts_published_total").await;
+    assert!(published > 0.0, "the restarted agent published");
 }
 
 #[tokio::test(flavor = "multi_thread")]

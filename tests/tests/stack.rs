@@ -32,6 +32,84 @@ async fn moto_starts_resets_and_stops_without_leftovers() {
     );
 }
 
+/// `infra/local/moto_server.py` replaces how moto's SQS counts and lists a
+/// queue's messages; the counts, visibility and delay must read as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn sped_up_moto_sqs_counts_visible_in_flight_and_delayed_messages() {
+    let moto = MotoServer::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let queue = sqs
+        .create_queue()
+        .queue_name("counts")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    for body in ["a", "b", "c"] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("later")
+        .delay_seconds(60)
+        .send()
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(1)
+        .visibility_timeout(60)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received.messages().len(), 1);
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name: QueueAttributeName| {
+        attributes.attributes().unwrap()[&name]
+            .parse::<u32>()
+            .unwrap()
+    };
+    assert_eq!(count(QueueAttributeName::ApproximateNumberOfMessages), 2);
+    assert_eq!(
+        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        1
+    );
+    assert_eq!(
+        count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        1
+    );
+    // The delayed and the in-flight message stay hidden; the two others come back.
+    let rest = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies: Vec<_> = rest.messages().iter().filter_map(|m| m.body()).collect();
+    bodies.sort();
+    let first = received.messages()[0].body().unwrap();
+    let want: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .filter(|b| *b != first)
+        .collect();
+    assert_eq!(bodies, want);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn alertmanager_delivers_a_webhook_to_a_listener() {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);

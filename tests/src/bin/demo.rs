@@ -45,9 +45,7 @@ async fn demo() -> ExitCode {
     let p = Pipeline::start(PipelineOptions::default(), &step).await;
     let sqs = p.sqs();
 
-    println!(
-        "\nWarming up the Lambda (its first invocation builds it with cargo; minutes on a cold target/, seconds after)..."
-    );
+    println!("\nWarming up the path end to end with one alert (first connections, caches)...");
     let warm_started = Instant::now();
     p.fire(
         &json!([{"labels": {"alertname": "DemoWarmup", "severity": "info"},
