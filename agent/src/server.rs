@@ -144,7 +144,7 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
             );
         }
     };
-    let msg = match WebhookMessage::from_slice(&bytes) {
+    let mut msg = match WebhookMessage::from_slice(&bytes) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(field = %e.path, error = %e.message, "webhook rejected: invalid body");
@@ -158,8 +158,10 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     let fifo = state.publisher.is_fifo();
     let mut seen = HashSet::new();
     let mut envelopes: Vec<(usize, Envelope)> = Vec::with_capacity(msg.alerts.len());
-    for (i, alert) in msg.alerts.iter().enumerate() {
-        let env = Envelope::from_alertmanager(&state.cluster, &msg, alert);
+    // The alerts move into their envelopes; `msg` keeps the notification's own fields.
+    let alerts = std::mem::take(&mut msg.alerts);
+    for (i, alert) in alerts.into_iter().enumerate() {
+        let env = Envelope::from_alertmanager_alert(&state.cluster, &msg, alert);
         if seen.insert(env.id.clone()) {
             envelopes.push((i, env)); // the same alert twice in one notification: one message
         }

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::webhook::{Alert, WebhookMessage, json_path};
+use crate::webhook::{Alert, WebhookMessage, deserialize_naming_path, json_path};
 
 /// The schema identifier this crate writes.
 pub const SCHEMA_V1: &str = "alert-manager/v1";
@@ -352,8 +352,7 @@ impl Envelope {
         {
             return Err(EnvelopeError::UnsupportedSchema(schema));
         }
-        let de = &mut serde_json::Deserializer::from_str(body);
-        serde_path_to_error::deserialize(de).map_err(|e| EnvelopeError::Invalid {
+        deserialize_naming_path(body.as_bytes()).map_err(|e| EnvelopeError::Invalid {
             path: json_path(e.path()),
             message: e.inner().to_string(),
         })
@@ -361,10 +360,18 @@ impl Envelope {
 
     /// Builds the envelope for one alert of an Alertmanager notification.
     pub fn from_alertmanager(cluster: &str, msg: &WebhookMessage, alert: &Alert) -> Envelope {
+        Envelope::from_alertmanager_alert(cluster, msg, alert.clone())
+    }
+
+    /// Like [`Envelope::from_alertmanager`], taking the alert by value: its
+    /// labels and annotations move into the envelope instead of being copied
+    /// (the agent's hot path). `msg` supplies the notification's own fields;
+    /// its `alerts` are not read.
+    pub fn from_alertmanager_alert(cluster: &str, msg: &WebhookMessage, alert: Alert) -> Envelope {
         let fingerprint = if alert.fingerprint.is_empty() {
             label_fingerprint(&alert.labels)
         } else {
-            alert.fingerprint.clone()
+            alert.fingerprint
         };
         let severity_raw = alert.labels.get("severity").cloned();
         Envelope {
@@ -381,11 +388,11 @@ impl Envelope {
             receiver: Some(msg.receiver.clone()).filter(|r| !r.is_empty()),
             starts_at: alert.starts_at,
             ends_at: alert.ends_at,
-            generator_url: Some(alert.generator_url.clone()).filter(|u| !u.is_empty()),
+            generator_url: Some(alert.generator_url).filter(|u| !u.is_empty()),
             external_url: Some(msg.external_url.clone()).filter(|u| !u.is_empty()),
             truncated_alerts: msg.truncated_alerts,
-            labels: alert.labels.clone(),
-            annotations: alert.annotations.clone(),
+            labels: alert.labels,
+            annotations: alert.annotations,
             kubernetes: None,
             aws: None,
             enrichment: None,

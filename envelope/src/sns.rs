@@ -130,7 +130,10 @@ impl MessageAttributes {
 /// SNS attribute names: 1-256 of `[A-Za-z0-9_.-]`, no leading, trailing or
 /// doubled dot, and not reserved (`AWS.`, `Amazon.`).
 pub fn valid_attribute_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
+    let reserved = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
     !name.is_empty()
         && name.len() <= MAX_ATTRIBUTE_NAME_BYTES
         && name
@@ -139,18 +142,20 @@ pub fn valid_attribute_name(name: &str) -> bool {
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..")
-        && !lower.starts_with("aws.")
-        && !lower.starts_with("amazon.")
+        && !reserved("aws.")
+        && !reserved("amazon.")
 }
 
 /// Keeps the characters SQS accepts in attribute values (the XML 1.0 set,
 /// minus line breaks and tabs, which only hurt filter matching) and cuts to
 /// the value limit at a character boundary.
 fn clean_attribute_value(value: &str) -> String {
-    let cleaned: String = value
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(*c, '\u{FFFE}' | '\u{FFFF}'))
-        .collect();
+    let keep = |c: &char| !c.is_control() && !matches!(*c, '\u{FFFE}' | '\u{FFFF}');
+    if value.chars().all(|c| keep(&c)) {
+        // The usual case: nothing to drop, one allocation.
+        return truncate_at_char_boundary(value.trim(), MAX_ATTRIBUTE_VALUE_BYTES).to_string();
+    }
+    let cleaned: String = value.chars().filter(keep).collect();
     let trimmed = cleaned.trim();
     truncate_at_char_boundary(trimmed, MAX_ATTRIBUTE_VALUE_BYTES).to_string()
 }

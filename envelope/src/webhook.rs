@@ -92,12 +92,10 @@ pub struct WebhookParseError {
 impl WebhookMessage {
     /// Parses a webhook body. Errors name the field, so a 400 can say what to fix.
     pub fn from_slice(body: &[u8]) -> Result<Self, WebhookParseError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let msg: WebhookMessage =
-            serde_path_to_error::deserialize(de).map_err(|e| WebhookParseError {
-                path: json_path(e.path()),
-                message: e.inner().to_string(),
-            })?;
+        let msg: WebhookMessage = deserialize_naming_path(body).map_err(|e| WebhookParseError {
+            path: json_path(e.path()),
+            message: e.inner().to_string(),
+        })?;
         if msg.version != WEBHOOK_VERSION {
             return Err(WebhookParseError {
                 path: "version".into(),
@@ -109,6 +107,19 @@ impl WebhookMessage {
         }
         Ok(msg)
     }
+}
+
+/// Deserializes `body`; only when that fails, once more with path tracking,
+/// so that the error names the field. Path tracking allocates a string for
+/// every key it passes, and nearly every body is valid; the second pass is
+/// the one that decides, so the answer is the same either way.
+pub(crate) fn deserialize_naming_path<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+    serde_json::from_slice(body).or_else(|_| {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(de)
+    })
 }
 
 /// The path of a JSON error; `.` for the document itself.
