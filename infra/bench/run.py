@@ -37,6 +37,8 @@ CARGO = os.environ.get("CARGO", "cargo")
 CARGO_LAMBDA = os.path.join(CACHE, "venv", "bin", "cargo-lambda")
 
 AGENT = os.path.join(ROOT, "target", "release", "alert-manager-agent")
+# The last `make bench` whose release builds started from an empty target/: (date, minutes in all).
+LAST_COLD = ("2026-11-28", 25)
 LAMBDA_DIR = os.path.join(ROOT, "target", "lambda", "alert-manager-enricher")
 # The binary that `cargo lambda build --release --output-format zip` puts in bootstrap.zip.
 ENRICHER = os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "alert-manager-enricher")
@@ -193,9 +195,19 @@ def main():
             sections.append(f"## {name[:-3]}\n\nNot measured in this run: its benchmark failed (see the `make bench` output).")
     total = time.time() - started
     rows = "\n".join(f"| {k} | {v} |" for k, v in machine())
-    warm = not build_times or min(build_times.values()) < 60
-    goal_verdict = (f"goal ≤ 15 min: {'met' if total <= 900 else 'missed'}" if not warm else
-                    "builds were warm; from an empty target/ about 25 min, so the goal ≤ 15 min is missed cold")
+    # "Cold" means the release builds started from nothing (the debug helpers
+    # are there after `make test`); the goal is about that run.
+    cold = bool(build_times) and max(build_times.values()) > 120
+    if cold:
+        goal_verdict = f"release builds from an empty target/: goal ≤ 15 min {'met' if total <= 900 else 'missed'}"
+        build_note = (f"This run built the release binaries from an empty `target/` (the debug test helpers were already "
+                      f"built by `make test`): {sum(build_times.values()) / 60:.1f} min of building, so the total below is "
+                      f"a cold `make bench`.")
+    else:
+        goal_verdict = (f"builds were warm; the last cold run, {LAST_COLD[0]}, took {LAST_COLD[1]:.0f} min: goal ≤ 15 min "
+                        f"{'met' if LAST_COLD[1] <= 15 else 'missed'} cold")
+        build_note = (f"Build times are incremental: `target/` already held the builds. The last run from an empty release "
+                      f"`target/` ({LAST_COLD[0]}) took {LAST_COLD[1]:.0f} min in all.")
     builds = "\n".join(f"| {k} | {v:.0f} s |" for k, v in build_times.items()) or "| (binaries already built) | |"
     runs = "\n".join(f"| `{k}` | {'ok' if ok else 'FAILED'} | {t:.0f} s |" for k, (ok, t) in outcomes.items())
     report = f"""# Benchmarks
@@ -212,10 +224,7 @@ This machine is shared and noisy, so comparisons are made in the same run and re
 |---|---|
 {builds}
 
-Build times are incremental when `target/` already held the builds. From an empty `target/` on this
-machine the two release builds took 8 min 22 s (agent) and 11 min 34 s (enricher, fat LTO, after
-the agent's build) on 2026-11-28, so a cold `make bench` takes about 25 minutes, over the 15-minute
-goal; with warm builds the whole run is the total below.
+{build_note}
 
 | Benchmark | Result | Time |
 |---|---|---|
