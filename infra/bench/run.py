@@ -36,8 +36,9 @@ VENV_PY = os.path.join(CACHE, "venv", "bin", "python3")
 CARGO = os.environ.get("CARGO", "cargo")
 CARGO_LAMBDA = os.path.join(CACHE, "venv", "bin", "cargo-lambda")
 
-AGENT = os.path.join(ROOT, "target", "release", "alert-manager-agent")
-# The last `make bench` whose release builds started from an empty target/: (date, minutes in all).
+# `cargo build --profile agent` (the release profile under its own name, as the Dockerfile builds it).
+AGENT = os.path.join(ROOT, "target", "agent", "alert-manager-agent")
+# The last `make bench` that started without a target/ (a fresh clone): (date, minutes in all).
 LAST_COLD = ("2026-12-01", 16.8)
 LAMBDA_DIR = os.path.join(ROOT, "target", "lambda", "alert-manager-enricher")
 # The binary that `cargo lambda build --release --output-format zip` puts in bootstrap.zip.
@@ -70,14 +71,50 @@ def first_line(text):
 
 
 def build():
-    """The release agent (as the Dockerfile builds it), the release Lambda zip
-    (as `cargo lambda deploy` ships it), and the debug helpers of tests/."""
-    times = {}
-    times["agent (release)"] = run([CARGO, "build", "--release", "--locked", "--workspace", "--bin", "alert-manager-agent"])
-    times["enricher zip (release, cargo lambda)"] = run(
-        [CARGO_LAMBDA, "lambda", "build", "--release", "--output-format", "zip"], cwd=os.path.join(ROOT, "lambda"))
-    times["test helpers (debug)"] = run([CARGO, "test", "--workspace", "--no-run", "--quiet"])
-    return times
+    """The agent (profile `agent`, as the Dockerfile builds it), the Lambda zip
+    (as `cargo lambda deploy` ships it) and the fakes the benchmarks talk to,
+    all three at once: each holds its own directory of target/ (target/agent,
+    target/release and target/x86_64-unknown-linux-gnu, target/debug), and
+    the release builds end in long single-threaded fat-LTO links that leave
+    the other core to the other builds. Returns (seconds per build, wall
+    seconds of the three together)."""
+    env = dict(os.environ, PATH=os.path.join(CACHE, "venv", "bin") + os.pathsep + os.environ.get("PATH", ""))
+    steps = [
+        ("agent (profile agent)", [CARGO, "build", "--profile", "agent", "--locked", "--workspace",
+                                   "--bin", "alert-manager-agent"], ROOT),
+        ("enricher zip (release, cargo lambda)", [CARGO_LAMBDA, "lambda", "build", "--release", "--output-format", "zip"],
+         os.path.join(ROOT, "lambda")),
+        ("fakes: null-sns, mock-kube-apiserver, cloudwatch-bridge (debug)",
+         [CARGO, "build", "--locked", "-p", "alert-manager-fakes", "--bins"], ROOT),
+    ]
+    logs = os.path.join(ROOT, "target", "bench-build")
+    os.makedirs(logs, exist_ok=True)
+    t0 = time.time()
+    procs = []
+    for i, (name, cmd, cwd) in enumerate(steps):
+        say("$ " + " ".join(cmd) + (f"   (in {os.path.relpath(cwd, ROOT)}/)" if cwd != ROOT else ""))
+        log = open(os.path.join(logs, f"{i}.log"), "w")
+        procs.append((name, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    times, failed = {}, []
+    pending = list(procs)
+    while pending:
+        time.sleep(0.5)
+        for item in list(pending):
+            name, p, log = item
+            if p.poll() is None:
+                continue
+            pending.remove(item)
+            log.close()
+            times[name] = time.time() - t0
+            say(f"built {name} in {times[name]:.0f} s" if p.returncode == 0 else f"building {name} FAILED ({p.returncode})")
+            if p.returncode != 0:
+                failed.append((name, log.name))
+    for name, path in failed:
+        with open(path, errors="replace") as f:
+            sys.stderr.write(f.read()[-4000:])
+    if failed:
+        raise SystemExit(f"bench: build failed: {', '.join(n for n, _ in failed)} (logs in {os.path.relpath(logs, ROOT)}/)")
+    return times, time.time() - t0
 
 
 def machine():
@@ -152,7 +189,7 @@ alerts whose labels name those nodes and namespaces.
 
 ![Agent RSS while the stores fill](bench/agent-stores-rss.svg)
 
-Regenerate: `infra/bench/agent-stores-rss.py target/release/alert-manager-agent target/debug/mock-kube-apiserver --plot docs/bench/agent-stores-rss.svg`
+Regenerate: `infra/bench/agent-stores-rss.py target/agent/alert-manager-agent target/debug/mock-kube-apiserver --plot docs/bench/agent-stores-rss.svg`
 """
     with open(os.path.join(results, "agent-stores.md"), "w") as f:
         f.write(md)
@@ -172,12 +209,13 @@ def main():
     plots = os.path.join(os.path.dirname(args.out), "bench")
     os.makedirs(plots, exist_ok=True)
 
-    build_times = {} if args.skip_build else build()
+    fresh = not os.path.isdir(os.path.join(ROOT, "target"))
+    build_times, build_wall = ({}, 0.0) if args.skip_build else build()
     quick = ["--quick"] if args.quick else []
     common = ["--results", args.results, "--plots", plots] + quick
     outcomes = {}
     outcomes["agent-load.py"] = bench("agent-load.py", ["--agent", AGENT, "--null-sns", os.path.join(DEBUG, "null-sns")] + common,
-                                      360)
+                                      420)
     t0 = time.time()
     outcomes["agent-stores-rss.py"] = (stores_section(args.results, plots, args.quick), time.time() - t0)
     outcomes["lambda-bench.py"] = bench("lambda-bench.py", [ENRICHER,
@@ -195,21 +233,21 @@ def main():
             sections.append(f"## {name[:-3]}\n\nNot measured in this run: its benchmark failed (see the `make bench` output).")
     total = time.time() - started
     rows = "\n".join(f"| {k} | {v} |" for k, v in machine())
-    # "Cold" means the release builds started from nothing (the debug helpers
-    # are there after `make test`); the goal is about that run.
-    release = [v for k, v in build_times.items() if "release" in k]
-    cold = bool(release) and min(release) > 120
-    if cold:
-        goal_verdict = f"release builds from an empty target/: goal ≤ 15 min {'met' if total <= 900 else 'missed'}"
-        build_note = (f"This run built the release binaries from an empty `target/` (the debug test helpers were already "
-                      f"built by `make test`): {sum(build_times.values()) / 60:.1f} min of building, so the total below is "
-                      f"a cold `make bench`.")
+    # "Cold" means a fresh clone: no target/ at all, so every build started
+    # from nothing; the goal is about that run.
+    if fresh and build_times:
+        goal_verdict = f"a fresh clone, every build from nothing: goal ≤ 15 min {'met' if total <= 900 else 'missed'}"
+        build_note = (f"This run started without a `target/` (a fresh clone), so everything was built from nothing: "
+                      f"{build_wall / 60:.1f} min of building, the three builds at once, and the total below is a cold "
+                      f"`make bench`.")
     else:
         goal_verdict = (f"not a cold run; the last cold run, {LAST_COLD[0]}, took {LAST_COLD[1]:.1f} min: goal ≤ 15 min "
                         f"{'met' if LAST_COLD[1] <= 15 else 'missed'} cold")
-        build_note = (f"Build times are incremental where `target/` already held a build. The last run whose release "
-                      f"builds both started from an empty `target/` ({LAST_COLD[0]}) took {LAST_COLD[1]:.1f} min in all.")
-    builds = "\n".join(f"| {k} | {v:.0f} s |" for k, v in build_times.items()) or "| (binaries already built) | |"
+        build_note = (f"Build times are incremental where `target/` already held a build. The last run that started "
+                      f"without a `target/` ({LAST_COLD[0]}) took {LAST_COLD[1]:.1f} min in all.")
+    builds = "\n".join(f"| {k} | done {v:.0f} s after the start |" for k, v in build_times.items()) or "| (binaries already built) | |"
+    if build_times:
+        builds += f"\n| **the three at once** | **{build_wall:.0f} s** |"
     runs = "\n".join(f"| `{k}` | {'ok' if ok else 'FAILED'} | {t:.0f} s |" for k, (ok, t) in outcomes.items())
     report = f"""# Benchmarks
 

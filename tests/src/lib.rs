@@ -8,7 +8,9 @@
 //! - [`LambdaWatch`]: `cargo lambda watch`, the Lambda Runtime API emulator.
 //! - [`TcpProxy`]: takes a service down and up again without losing its state.
 //! - [`MockKubeApi`]: an in-process mock Kubernetes API server (lists, watches,
-//!   pods, leases, injected errors) that kube-rs talks to through a kubeconfig.
+//!   pods, leases, injected errors) that kube-rs talks to through a kubeconfig
+//!   ([`kube_client`]). It and the CloudWatch bridge live in the light
+//!   `alert-manager-fakes` crate, which the benchmarks build on their own.
 //! - [`SlackReceiver`], [`PagerDutyReceiver`], [`WebhookReceiver`]: local stand-ins
 //!   for the enricher's HTTP sinks, validating like the real APIs.
 //!
@@ -17,8 +19,6 @@
 
 pub mod agent;
 mod alertmanager;
-mod cloudwatch_bridge;
-mod kube_api;
 mod lambda_watch;
 mod moto;
 pub mod pipeline;
@@ -26,12 +26,11 @@ mod process;
 mod receivers;
 mod tcp_proxy;
 
-pub use alertmanager::Alertmanager;
-pub use cloudwatch_bridge::CloudWatchBridge;
-pub use kube_api::{
-    MOCK_NAMESPACE, MOCK_TOKEN, MockKubeApi, MockKubeError, RecordedRequest, TEAM_ANNOTATION,
-    load_fixtures, synthetic_namespaces, synthetic_nodes,
+pub use alert_manager_fakes::{
+    CloudWatchBridge, MOCK_NAMESPACE, MOCK_TOKEN, MockKubeApi, MockKubeError, RecordedRequest,
+    TEAM_ANNOTATION, load_fixtures, synthetic_namespaces, synthetic_nodes,
 };
+pub use alertmanager::Alertmanager;
 pub use lambda_watch::LambdaWatch;
 pub use moto::{ACCOUNT_ID, MotoServer, REGION};
 pub use process::{ChildGuard, free_port, venv_bin, wait_until_http_ok, workspace_root};
@@ -41,6 +40,19 @@ pub use receivers::{
     SlackReceiver, WEBHOOK_PATH, WebhookReceiver, signature_header, verify_signature,
 };
 pub use tcp_proxy::TcpProxy;
+
+/// A kube-rs client configured from [`MockKubeApi::kubeconfig`], as the
+/// agent builds it from `KUBECONFIG`. Panics if kube-rs refuses it.
+pub async fn kube_client(api: &MockKubeApi) -> kube::Client {
+    let config = async {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig())?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await
+    }
+    .await
+    .unwrap_or_else(|e| panic!("kube-rs refuses the mock's kubeconfig: {e}"));
+    kube::Client::try_from(config)
+        .unwrap_or_else(|e| panic!("cannot build a kube-rs client for the mock: {e}"))
+}
 
 /// A binary of this workspace (`alert-manager-agent`, ...), built by
 /// `cargo test --workspace`, next to the running executable: a test runs from

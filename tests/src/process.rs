@@ -118,13 +118,7 @@ pub async fn wait_until_http_ok(what: &str, url: &str, timeout: Duration) {
     }
 }
 
-/// The workspace root (the directory holding the top-level Cargo.toml).
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+pub use alert_manager_fakes::workspace_root;
 
 /// A program from the project's Python venv (moto, cargo-lambda, cfn-lint, ...),
 /// the one `infra/local/bootstrap.sh` creates. `ALERT_MANAGER_VENV` overrides it.

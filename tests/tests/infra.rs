@@ -908,9 +908,12 @@ fn agent_dockerfile_keeps_the_runtime_contract() {
         .collect();
     let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
     assert!(has(
-        "cargo build --release --locked --workspace --bin alert-manager-agent"
+        "cargo build --profile agent --locked --workspace --bin alert-manager-agent"
     ));
     assert!(has("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    assert!(has(
+        "cp target/agent/alert-manager-agent /alert-manager-agent"
+    ));
     assert!(has(
         "COPY --from=builder /alert-manager-agent /alert-manager-agent"
     ));

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use alert_manager_tests::{
-    MOCK_NAMESPACE, MOCK_TOKEN, MockKubeApi, TEAM_ANNOTATION, load_fixtures, synthetic_namespaces,
-    synthetic_nodes, workspace_root,
+    MOCK_NAMESPACE, MOCK_TOKEN, MockKubeApi, TEAM_ANNOTATION, kube_client, load_fixtures,
+    synthetic_namespaces, synthetic_nodes, workspace_root,
 };
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -175,7 +175,7 @@ async fn raw_list_has_kubernetes_list_shape() {
 #[tokio::test]
 async fn watcher_lists_then_watches_and_sees_added_modified_and_deleted_nodes() {
     let api = MockKubeApi::start(nodes(3)).await;
-    let client = api.client().await;
+    let client = kube_client(&api).await;
     let mut stream = watcher(Api::<Node>::all(client), watcher::Config::default()).boxed();
 
     let initial = initial_names(&mut stream).await;
@@ -232,7 +232,11 @@ async fn watcher_lists_then_watches_and_sees_added_modified_and_deleted_nodes() 
 #[tokio::test]
 async fn watch_from_a_resource_version_replays_changes_made_before_it_started() {
     let api = MockKubeApi::start(nodes(2)).await;
-    let mut stream = watcher(Api::<Node>::all(api.client().await), Default::default()).boxed();
+    let mut stream = watcher(
+        Api::<Node>::all(kube_client(&api).await),
+        Default::default(),
+    )
+    .boxed();
     assert_eq!(initial_names(&mut stream).await.len(), 2);
 
     // Between the list and the watch request: must not be lost.
@@ -248,7 +252,7 @@ async fn watch_from_a_resource_version_replays_changes_made_before_it_started() 
 async fn streaming_list_watcher_gets_initial_events_then_changes() {
     let api = MockKubeApi::start(nodes(4)).await;
     let config = watcher::Config::default().streaming_lists();
-    let mut stream = watcher(Api::<Node>::all(api.client().await), config).boxed();
+    let mut stream = watcher(Api::<Node>::all(kube_client(&api).await), config).boxed();
     assert_eq!(initial_names(&mut stream).await.len(), 4);
     api.add(node_named("streamed"));
     match next_event(&mut stream).await {
@@ -262,7 +266,11 @@ async fn streaming_list_watcher_gets_initial_events_then_changes() {
 #[tokio::test]
 async fn compacted_history_makes_the_watcher_relist_after_410() {
     let api = MockKubeApi::start(nodes(2)).await;
-    let mut stream = watcher(Api::<Node>::all(api.client().await), Default::default()).boxed();
+    let mut stream = watcher(
+        Api::<Node>::all(kube_client(&api).await),
+        Default::default(),
+    )
+    .boxed();
     assert_eq!(initial_names(&mut stream).await.len(), 2);
     let next = tokio::spawn(async move {
         let event = next_event(&mut stream).await;
@@ -309,7 +317,7 @@ async fn compacted_history_makes_the_watcher_relist_after_410() {
 async fn warning_field_selector_filters_event_lists_and_watches() {
     let objects = load_fixtures(&workspace_root().join("agent/fixtures/kube")).unwrap();
     let api = MockKubeApi::start(objects).await;
-    let events: Api<Event> = Api::all(api.client().await);
+    let events: Api<Event> = Api::all(kube_client(&api).await);
 
     let all = events.list(&ListParams::default()).await.unwrap();
     let warnings = events
@@ -347,7 +355,7 @@ async fn warning_field_selector_filters_event_lists_and_watches() {
     }
 
     // Namespaced lists select the namespace.
-    let payments: Api<Event> = Api::namespaced(api.client().await, "payments");
+    let payments: Api<Event> = Api::namespaced(kube_client(&api).await, "payments");
     let in_payments = payments.list(&ListParams::default()).await.unwrap();
     assert!(!in_payments.items.is_empty());
     assert!(
@@ -368,7 +376,7 @@ async fn warning_field_selector_filters_event_lists_and_watches() {
 #[tokio::test]
 async fn pod_get_answers_the_pod_or_a_404_status() {
     let api = MockKubeApi::start(vec![fixture("pod.json")]).await;
-    let pods: Api<Pod> = Api::namespaced(api.client().await, "payments");
+    let pods: Api<Pod> = Api::namespaced(kube_client(&api).await, "payments");
     let pod = pods.get("checkout-7d9f8b6c5-x2k4p").await.unwrap();
     assert_eq!(
         pod.spec.unwrap().node_name.as_deref(),
@@ -378,7 +386,7 @@ async fn pod_get_answers_the_pod_or_a_404_status() {
     let err = pods.get("no-such-pod").await.unwrap_err();
     assert_eq!(api_error(err), (404, "NotFound".to_string()));
     // Same name, other namespace: not found either.
-    let other: Api<Pod> = Api::namespaced(api.client().await, "default");
+    let other: Api<Pod> = Api::namespaced(kube_client(&api).await, "default");
     assert!(
         other
             .get_opt("checkout-7d9f8b6c5-x2k4p")
@@ -407,7 +415,7 @@ fn lease(holder: &str, resource_version: Option<String>) -> Lease {
 #[tokio::test]
 async fn lease_create_conflicts_and_optimistic_replace() {
     let api = MockKubeApi::start(Vec::new()).await;
-    let leases: Api<Lease> = Api::default_namespaced(api.client().await);
+    let leases: Api<Lease> = Api::default_namespaced(kube_client(&api).await);
     let pp = PostParams::default();
     let name = "alert-manager-agent-events";
 
@@ -455,7 +463,7 @@ async fn lease_create_conflicts_and_optimistic_replace() {
 #[tokio::test]
 async fn concurrent_lease_writers_have_exactly_one_winner() {
     let api = MockKubeApi::start(Vec::new()).await;
-    let leases: Api<Lease> = Api::default_namespaced(api.client().await);
+    let leases: Api<Lease> = Api::default_namespaced(kube_client(&api).await);
     let pp = PostParams::default();
     let rv = leases
         .create(&pp, &lease("nobody", None))
@@ -483,7 +491,7 @@ async fn concurrent_lease_writers_have_exactly_one_winner() {
 #[tokio::test]
 async fn fail_answers_matching_requests_with_that_status_until_cleared() {
     let api = MockKubeApi::start(vec![fixture("pod.json"), fixture("node-managed.json")]).await;
-    let client = api.client().await;
+    let client = kube_client(&api).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "payments");
     let nodes: Api<Node> = Api::all(client);
 
@@ -543,7 +551,7 @@ async fn wrong_or_missing_token_is_401() {
 #[tokio::test]
 async fn version_answers_and_unknown_paths_are_404_and_recorded() {
     let api = MockKubeApi::start(Vec::new()).await;
-    let version = api.client().await.apiserver_version().await.unwrap();
+    let version = kube_client(&api).await.apiserver_version().await.unwrap();
     assert_eq!(
         (version.major.as_str(), version.minor.as_str()),
         ("1", "30")
@@ -577,7 +585,7 @@ async fn version_answers_and_unknown_paths_are_404_and_recorded() {
 async fn metadata_only_lists_and_watches_answer_partial_object_metadata() {
     let template = fixture("namespace-annotated.json");
     let api = MockKubeApi::start(synthetic_namespaces(&template, 3)).await;
-    let namespaces: Api<Namespace> = Api::all(api.client().await);
+    let namespaces: Api<Namespace> = Api::all(kube_client(&api).await);
     let list = namespaces
         .list_metadata(&ListParams::default())
         .await
@@ -585,7 +593,7 @@ async fn metadata_only_lists_and_watches_answer_partial_object_metadata() {
     assert_eq!(list.items.len(), 3);
     assert_eq!(list.items[0].annotations()[TEAM_ANNOTATION], "team-0");
 
-    let partial: Api<PartialObjectMeta<Namespace>> = Api::all(api.client().await);
+    let partial: Api<PartialObjectMeta<Namespace>> = Api::all(kube_client(&api).await);
     let mut stream = watcher(partial, watcher::Config::default()).boxed();
     assert_eq!(initial_names(&mut stream).await.len(), 3);
     let accept = &api.requests()[1].accept;

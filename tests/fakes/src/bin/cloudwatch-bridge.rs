@@ -1,4 +1,4 @@
-//! The CloudWatch bridge of the tests (`alert_manager_tests::CloudWatchBridge`)
+//! The CloudWatch bridge of the tests (`alert_manager_fakes::CloudWatchBridge`)
 //! as a process, for scripts and benchmarks: the AWS SDK for Rust speaks CBOR
 //! to CloudWatch, moto answers only the query protocol, and the bridge
 //! translates `GetMetricData` and `PutMetricData` between them.
@@ -10,7 +10,7 @@
 
 use std::io::Write as _;
 
-use alert_manager_tests::CloudWatchBridge;
+use alert_manager_fakes::CloudWatchBridge;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 

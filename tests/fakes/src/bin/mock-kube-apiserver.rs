@@ -1,4 +1,4 @@
-//! The mock Kubernetes API server of `alert_manager_tests::MockKubeApi`, for
+//! The mock Kubernetes API server of `alert_manager_fakes::MockKubeApi`, for
 //! scripts and benchmarks (`infra/bench/agent-stores-rss.py`).
 //!
 //!   mock-kube-apiserver [--fixtures DIR]... [--synthetic-nodes N]
@@ -14,7 +14,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use alert_manager_tests::{
+use alert_manager_fakes::{
     MockKubeApi, load_fixtures, synthetic_namespaces, synthetic_nodes, workspace_root,
 };
 use clap::Parser;

@@ -397,19 +397,6 @@ impl MockKubeApi {
         path
     }
 
-    /// A kube-rs client configured from [`MockKubeApi::kubeconfig`], as the
-    /// agent builds it from `KUBECONFIG`. Panics if kube-rs refuses it.
-    pub async fn client(&self) -> kube::Client {
-        let config = async {
-            let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig())?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await
-        }
-        .await
-        .unwrap_or_else(|e| panic!("kube-rs refuses the mock's kubeconfig: {e}"));
-        kube::Client::try_from(config)
-            .unwrap_or_else(|e| panic!("cannot build a kube-rs client for the mock: {e}"))
-    }
-
     /// Stores `obj` with the next resourceVersion and pushes `ADDED` to the
     /// watches of its type (`MODIFIED` if it already existed). Returns the
     /// stored object. Panics on an object the mock cannot serve.
