@@ -170,6 +170,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Webhook notifications processed at once; more wait, their bodies
+    /// unread, until one is answered. Bounds memory and the connections to
+    /// SNS when Alertmanager sends a burst (after a restart, say).
+    #[arg(long, env = "MAX_CONCURRENT_WEBHOOKS", default_value_t = 64)]
+    pub max_concurrent_webhooks: usize,
+
     /// How long one notification may spend publishing, retries included,
     /// before the agent answers 503 so that Alertmanager retries. Keep it
     /// below Alertmanager's webhook timeout.
@@ -215,6 +221,8 @@ pub struct ServeConfig {
     pub auth_token: Option<BearerToken>,
     /// Body limit.
     pub max_body_bytes: usize,
+    /// Notifications processed at once.
+    pub max_concurrent_webhooks: usize,
     /// Publish deadline per notification.
     pub publish_deadline: Duration,
     /// Drain time on shutdown.
@@ -284,6 +292,7 @@ impl std::fmt::Debug for ServeConfig {
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
             )
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_concurrent_webhooks", &self.max_concurrent_webhooks)
             .field("kubernetes", &self.kubernetes)
             .field("context", &self.context)
             .field("events", &self.events)
@@ -313,6 +322,11 @@ impl ServeArgs {
                 "--max-body-bytes / MAX_BODY_BYTES is {}; it must be at least 1024",
                 self.max_body_bytes
             )));
+        }
+        if self.max_concurrent_webhooks == 0 {
+            return Err(Error::Config(
+                "--max-concurrent-webhooks / MAX_CONCURRENT_WEBHOOKS must be at least 1".into(),
+            ));
         }
         if self.publish_deadline_seconds == 0 {
             return Err(Error::Config(
@@ -352,6 +366,7 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen,
             auth_token,
             max_body_bytes: self.max_body_bytes,
+            max_concurrent_webhooks: self.max_concurrent_webhooks,
             publish_deadline: Duration::from_secs(self.publish_deadline_seconds),
             drain: Duration::from_secs(self.drain_seconds),
         })

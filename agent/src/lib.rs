@@ -79,6 +79,7 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
         cluster: config.cluster.clone(),
         auth_token: config.auth_token.clone(),
         max_body_bytes: config.max_body_bytes,
+        webhook_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_webhooks)),
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         context,

@@ -3,7 +3,9 @@
 //! Checks happen in this order so that an unauthenticated caller learns
 //! nothing about the input rules: token (401), content type (415), size
 //! (413), JSON shape (400). Then every alert is prepared; only when SNS has
-//! accepted all of them is the answer 200.
+//! accepted all of them is the answer 200. At most `MAX_CONCURRENT_WEBHOOKS`
+//! notifications are read and published at once; authenticated ones beyond
+//! that wait for a slot before their body is read.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use crate::config::BearerToken;
 use crate::context::ClusterContext;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub auth_token: Option<BearerToken>,
     /// Body limit in bytes.
     pub max_body_bytes: usize,
+    /// One permit per notification processed at once (`MAX_CONCURRENT_WEBHOOKS`).
+    pub webhook_slots: Arc<Semaphore>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Set once the topic has been checked.
@@ -131,6 +136,12 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
             None,
         );
     }
+    // A burst waits here with its bodies still in the socket buffers: memory
+    // and the connections to SNS stay bounded, and SNS sees no more
+    // concurrent publishes than the slots. The semaphore is never closed.
+    let Ok(_slot) = state.webhook_slots.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    };
     let bytes = match to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {

@@ -33,6 +33,7 @@ fn context_defaults_and_events_off() {
     assert!(c.context.namespace_labels.is_empty());
     assert_eq!(c.context.pod_cache_ttl, Duration::from_secs(30));
     assert!(c.events.is_none());
+    assert_eq!(c.max_concurrent_webhooks, 64);
 }
 
 #[test]
@@ -99,6 +100,10 @@ fn errors_name_the_flag_and_the_variable() {
         ),
         (&["--event-overflow", "sometimes"], "drop-oldest"),
         (&["--kubernetes", "maybe"], "possible values: auto, off"),
+        (
+            &["--max-concurrent-webhooks", "0"],
+            "--max-concurrent-webhooks / MAX_CONCURRENT_WEBHOOKS must be at least 1",
+        ),
     ];
     for (extra, want) in cases {
         let err = parse(extra).unwrap_err();

@@ -502,6 +502,7 @@ async fn api_error_publishes_without_context_and_counts_why() {
         cluster: "prod".into(),
         auth_token: None,
         max_body_bytes: 1 << 20,
+        webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         metrics: metrics.clone(),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         context: Some(ctx),

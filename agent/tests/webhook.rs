@@ -87,6 +87,7 @@ fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -
         cluster: "prod-eu-1".into(),
         auth_token: token.map(|t| BearerToken::new(t.into())),
         max_body_bytes: 1024 * 1024,
+        webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
         context: None,
@@ -119,6 +120,53 @@ async fn post(
         )
     });
     (status, json)
+}
+
+#[tokio::test]
+async fn a_notification_waits_for_a_free_slot_before_it_is_read_and_published() {
+    let rule = accept_all();
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        Some(TOKEN),
+        Duration::from_secs(1),
+    );
+    // Every slot busy (as if MAX_CONCURRENT_WEBHOOKS notifications were in flight).
+    let busy = s
+        .webhook_slots
+        .clone()
+        .acquire_many_owned(64)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let s = s.clone();
+        async move {
+            post(
+                &s,
+                fixture("group.json"),
+                Some("application/json"),
+                Some(TOKEN),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "answered without a free slot");
+    assert_eq!(rule.num_calls(), 0, "published without a free slot");
+    // Without the token it is refused at once: an unauthenticated caller takes no slot.
+    let (status, _) = post(&s, fixture("group.json"), Some("application/json"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    drop(busy);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered once a slot was free")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(rule.num_calls() > 0);
+    assert_eq!(
+        s.webhook_slots.available_permits(),
+        64,
+        "the slot is given back"
+    );
 }
 
 #[tokio::test]

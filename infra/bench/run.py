@@ -205,11 +205,12 @@ def main():
     a.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="the report")
     args = a.parse_args()
     started = time.time()
+    # Before anything writes into target/ (the results go there).
+    fresh = not os.path.isdir(os.path.join(ROOT, "target"))
     os.makedirs(args.results, exist_ok=True)
     plots = os.path.join(os.path.dirname(args.out), "bench")
     os.makedirs(plots, exist_ok=True)
 
-    fresh = not os.path.isdir(os.path.join(ROOT, "target"))
     build_times, build_wall = ({}, 0.0) if args.skip_build else build()
     quick = ["--quick"] if args.quick else []
     common = ["--results", args.results, "--plots", plots] + quick

@@ -462,6 +462,7 @@ fn default_render_validates_strictly_against_kubernetes_1_30_and_1_37() {
         ("LOG_FORMAT", "json"),
         ("DRAIN_SECONDS", "20"),
         ("MAX_BODY_BYTES", "1048576"),
+        ("MAX_CONCURRENT_WEBHOOKS", "64"),
     ] {
         assert_eq!(env_value(dep, name).as_deref(), Some(want), "{name}");
     }
@@ -877,6 +878,7 @@ fn deployment_meets_the_restricted_profile_and_the_agents_settings() {
         ("NAMESPACE_LABELS", "env,cost-center"),
         ("AWS_REGION", "eu-west-1"),
         ("MAX_BODY_BYTES", "2097152"),
+        ("MAX_CONCURRENT_WEBHOOKS", "16"),
     ] {
         assert_eq!(env_value(dep, name).as_deref(), Some(want), "{name}");
     }
