@@ -280,32 +280,39 @@ This machine is shared and noisy, so comparisons are made in the same run and re
   enricher built the HTTP sinks' client at init, twice, and read the store three times before its
   first `next` (median 17–18 ms); the client is now built on first use, and the AWS SDK's read is
   the one left. Lambda's `provided.al2023` image keeps one bundle file, so this machine overstates it.
-- **The agent's CPU.** Per notification the agent parses the webhook, builds ten envelopes, signs
-  one SigV4 request and parses the XML answer. A software-sampled profile (`perf record -e cpu-clock
-  -g` on a `cargo build --profile bench` agent; this VM has no hardware counters) put glibc
-  malloc/free at about a third of the samples on 2026-11-28, so the webhook path was made to
-  allocate less on 2026-12-01: the body is parsed without `serde_path_to_error` unless it is
-  invalid (the second pass names the field), alert labels and annotations move into the envelopes
-  instead of being copied, and attribute checks stop allocating. `valgrind --tool=dhat` on the debug
-  agent (100 notifications of 10 alerts through the null endpoint) counts 2,354 allocations per
-  notification, down from 3,369; most of the rest are the AWS SDK's query serializer (a string per
-  key prefix and per URL-encoded value). Before and after on the same machine, back to back
-  (`infra/bench/agent-load.py --agent BIN --null-sns target/debug/null-sns`, BIN the release agent
-  of commit a80315d, then of the change, twice over, 2026-12-01): saturation 28,165 and 28,412
-  alerts/s before, 32,032 and 31,307 after (+11%); peak RSS 30.4 MiB before, 27.1–27.5 after. The
-  agent's share of Alertmanager's `sns_configs` CPU moved less than its own run-to-run noise: 26%
-  and 29% before, 27% and 28% after, 24% in the run above. So the ≤ 25% goal is met in some runs
-  and missed in others: count it as borderline, not met. Most of the rise from 17,390 alerts/s on
-  2026-11-28 is this VM running faster that day (the release agent built in 5 min 47 s against
-  8 min 22 s).
-  Tried and rejected on 2026-11-28: mimalloc as the global allocator (21,643 alerts/s then, but
-  peak RSS 39.3 MiB under load, goal ≤ 32, and 76.3 MiB with the big stores, goal ≤ 48).
-- **Agent latency at half of saturation** (when over its goal). The latency run paces as many
-  connections as the saturation level used (64 when saturation is reached only at 64) through the
-  agent's one pinned core; the p50 stays well under a millisecond over the endpoint's, and the
-  tail is the queueing of those connections behind the core. On 2026-11-28, with 19 connections,
-  the agent's p99 over the endpoint was 2.80 ms; on 2026-12-01, with 64, runs gave 5.5 to 19.6 ms
-  (the old and the new agent alike).
+- **The agent's CPU** (the share of Alertmanager's is near its goal). Per notification the agent
+  parses the webhook, builds ten envelopes, signs one SigV4 request and parses the XML answer. A
+  software-sampled profile at saturation on 2026-12-01 (`perf record -e cpu-clock -g` on the agent
+  profile built with `CARGO_PROFILE_AGENT_STRIP=false`; this VM has no hardware counters): the
+  agent's own code 54% of the samples (SHA-256 of the SigV4 payload 7%, URL-encoding of the query
+  body 6%, JSON in and out), glibc 33% (malloc and free about 25%, memmove 6%), the kernel 13%
+  (loopback TCP). `valgrind --tool=dhat` on that binary counts 2,420 allocations per notification:
+  the webhook's labels and annotations (about 400), the SDK's PublishBatch entries and its query
+  serializer (about 500), the SNS attributes (130). The webhook path was made to allocate less on
+  2026-12-01 (+11% alerts/s, before and after on the same machine). glibc's tunables do not help:
+  `GLIBC_TUNABLES=glibc.malloc.tcache_count=2000` cost more (365 against 320 µs of CPU per
+  notification, twice over), `mxfast=0` and a larger trim threshold changed nothing. mimalloc
+  (2026-11-28) was faster but took peak RSS to 39.3 MiB under load (goal ≤ 32) and 76.3 MiB with
+  the big stores (goal ≤ 48).
+  Alertmanager sends a burst: 1,000 notifications at once in the runs above. Since 2026-12-01 at
+  most `MAX_CONCURRENT_WEBHOOKS` (64) are read and published at once, the rest wait with their
+  bodies unread. Same binary, same runs, twice over: the agent's CPU for the 10,000 alerts went from
+  0.38–0.44 s unbounded to 0.35–0.42 s, its peak RSS from 49–58 MiB to 32–41 MiB, and its
+  connections to SNS from 250–278 to 69–102.
+- **Agent latency at half of saturation.** The agent adds about 0.7 ms at the median: its own
+  ~0.32 ms of CPU and two more trips through the load generator's core. The p99 of a single run
+  moves by milliseconds with this VM's stalls, and they hit the endpoint alone as well: six
+  back-to-back runs of the endpoint alone at the same rate gave p99s from 0.46 to 3.01 ms
+  (2026-12-01). Hence the pairs and their median. Single runs earlier that day gave 5.5 to 19.6 ms
+  over the endpoint: a few stalls of 16–32 ms, which the agent's own `publish_duration_seconds`
+  histogram saw as well, move the p99 of one 12 s run that far.
+- **Build time.** A cold `make bench` is mostly building, on two cores: the agent, the Lambda and
+  the fakes build at once (each in its own directory of `target/`), because both release builds end
+  in a single-threaded fat-LTO link (the agent's took 165 s, the Lambda's 102–124 s in
+  `cargo build --timings`) that leaves a core to the other build. The Lambda-only SDK crates skip
+  their optimisation before the link (see the comment in Cargo.toml): `aws-sdk-ec2` then builds in
+  123 s alone. On 2026-12-01 the two release builds took 14.1 min one after the other; at once,
+  11.2 min; at once and with that change, 9.9 min.
 - **Lambda zip.** `cargo lambda build --release` builds the Lambda with `panic = "abort"` (its
   release optimizations, kept on purpose: see the comment on `[profile.release]` in Cargo.toml).
   Built with unwinding on 2026-12-01 the zip was 6.43 MiB (binary 16.52 MiB), over the goal.
