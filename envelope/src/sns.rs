@@ -151,13 +151,13 @@ pub fn valid_attribute_name(name: &str) -> bool {
 /// the value limit at a character boundary.
 fn clean_attribute_value(value: &str) -> String {
     let keep = |c: &char| !c.is_control() && !matches!(*c, '\u{FFFE}' | '\u{FFFF}');
-    if value.chars().all(|c| keep(&c)) {
-        // The usual case: nothing to drop, one allocation.
-        return truncate_at_char_boundary(value.trim(), MAX_ATTRIBUTE_VALUE_BYTES).to_string();
-    }
-    let cleaned: String = value.chars().filter(keep).collect();
-    let trimmed = cleaned.trim();
-    truncate_at_char_boundary(trimmed, MAX_ATTRIBUTE_VALUE_BYTES).to_string()
+    // The usual case has nothing to drop: no copy before the one returned.
+    let cleaned: std::borrow::Cow<'_, str> = if value.chars().all(|c| keep(&c)) {
+        value.into()
+    } else {
+        value.chars().filter(keep).collect::<String>().into()
+    };
+    truncate_at_char_boundary(cleaned.trim(), MAX_ATTRIBUTE_VALUE_BYTES).to_string()
 }
 
 /// The longest prefix of `s` that is at most `max` bytes and ends on a character boundary.

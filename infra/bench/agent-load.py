@@ -362,6 +362,11 @@ def run_wrk(lua, url, bodies, path, ctype, auth, conns, active, rate, grace, dea
     return r
 
 
+def median_pair(pairs, key):
+    """The pair with the median `key` (the upper one of an even count)."""
+    return sorted(pairs, key=lambda x: x[key])[len(pairs) // 2]
+
+
 def pct_ms(r, p):
     return r["pct"][str(p)] / 1000.0
 
@@ -786,7 +791,7 @@ def main():
                 f.write("\n".join(endpoint_bodies) + "\n")
             # Alternating pairs (agent, then the endpoint alone), because a single run's p99 moves by
             # milliseconds with this VM's stalls, which hit the endpoint alone just as well; the
-            # median pair is reported (the upper one of an even count) and every pair is shown.
+            # median pair is reported and every pair is shown.
             pairs = []
             for k in range(lat_pairs):
                 reset(null_port)
@@ -815,7 +820,7 @@ def main():
                 print(f"  50% pair {k + 1}: agent {la['rate']:,.0f}/s p99 {pct_ms(la, 99):.2f} ms, endpoint "
                       f"{le['rate']:,.0f}/s p99 {pct_ms(le, 99):.2f} ms (target {target:,.0f}/s, {conns} connections)",
                       file=sys.stderr)
-            med = sorted(pairs, key=lambda x: x["p99_over_ms"])[len(pairs) // 2]
+            med = median_pair(pairs, "p99_over_ms")
             R["latency"] = {"target_notifications_per_s": target, "pairs": pairs, "agent": med["agent"],
                             "endpoint": med["endpoint"], "median_pair": pairs.index(med) + 1,
                             "p50_over_ms": statistics.median(x["p50_over_ms"] for x in pairs),
@@ -855,7 +860,7 @@ def main():
                                  "pipeline_over_am_sns": (am_b["agent_cpu_s"] + am_b["am_cpu_s"]) / am_a["am_cpu_s"]
                                  if am_a["am_cpu_s"] else float("inf")})
             check_alive(agent, "the agent", agent_log); check_alive(null, "null-sns", null_log)
-            med = sorted(am_pairs, key=lambda x: x["agent_over_am_sns"])[len(am_pairs) // 2]
+            med = median_pair(am_pairs, "agent_over_am_sns")
             R["alertmanager"] = dict(med, pairs=am_pairs, median_pair=am_pairs.index(med) + 1)
             R["setup"]["agent_hwm_mib_after_alertmanager"] = mib(rss(agent.pid, "VmHWM"))
         except Failure as e:
