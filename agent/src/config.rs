@@ -435,22 +435,9 @@ impl ServeArgs {
 
 /// `arn:<partition>:sns:<region>:<account>:<name>`.
 pub fn validate_topic_arn(arn: &str) -> Result<(), Error> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "sns"
-        && !parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].bytes().all(|b| b.is_ascii_digit())
-        && !parts[5].is_empty();
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "--topic-arn / ALERT_TOPIC_ARN {arn:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
-        )))
-    }
+    alert_aws::TopicArn::parse(arn)
+        .map(drop)
+        .map_err(|e| Error::Config(format!("--topic-arn / ALERT_TOPIC_ARN {e}")))
 }
 
 fn read_token(path: &PathBuf) -> Result<BearerToken, Error> {

@@ -491,14 +491,14 @@ impl EventPipeline {
                 let outcome = self.publisher.publish(&pending).await;
                 self.metrics.published(outcome.accepted.len());
                 for (i, c) in &outcome.permanent {
-                    self.metrics.failed(c.reason, 1);
+                    self.metrics.failed(&c.reason, 1);
                     if let Some(p) = pending.get(*i) {
-                        tracing::error!(id = %p.id, reason = c.reason, detail = %c.detail, "SNS refused an event alert; dropped");
+                        tracing::error!(id = %p.id, reason = %c.reason, detail = %c.detail, "SNS refused an event alert; dropped");
                     }
                 }
                 let retry: Vec<usize> = outcome.retryable.iter().map(|(i, _)| *i).collect();
                 if let Some((_, c)) = outcome.retryable.first() {
-                    tracing::warn!(alerts = retry.len(), reason = c.reason, detail = %c.detail, "event alerts not accepted yet; retrying");
+                    tracing::warn!(alerts = retry.len(), reason = %c.reason, detail = %c.detail, "event alerts not accepted yet; retrying");
                 }
                 pending = pending
                     .into_iter()

@@ -56,7 +56,7 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
     }
     let publisher = SnsPublisher::new(
         aws_sdk_sns::Client::new(sdk),
-        config.topic_arn.clone(),
+        alert_aws::TopicArn::parse(&config.topic_arn).map_err(Error::Config)?,
         alert_aws::RetryPolicy::within(config.publish_deadline),
     );
     let metrics = Arc::new(metrics::Metrics::new());

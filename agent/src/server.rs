@@ -207,7 +207,7 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
         .alerts_published
         .inc_by(outcome.accepted.len() as u64);
     for (_, c) in outcome.permanent.iter().chain(outcome.retryable.iter()) {
-        state.metrics.failed(c.reason, 1);
+        state.metrics.failed(&c.reason, 1);
     }
     let total = prepared.len();
     if let Some((_, c)) = outcome.retryable.first() {
@@ -274,7 +274,7 @@ pub async fn check_topic_until_ready(state: AppState) {
             }
             Err(e) => {
                 let c = alert_aws::classify_sdk_error(&e);
-                tracing::warn!(topic = state.publisher.topic_arn(), reason = c.reason, detail = %c.detail, "topic check failed; not ready");
+                tracing::warn!(topic = state.publisher.topic_arn(), reason = %c.reason, detail = %c.detail, "topic check failed; not ready");
             }
         }
         let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(10));

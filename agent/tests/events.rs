@@ -237,7 +237,7 @@ async fn every_event_not_published_is_counted_by_reason() {
         buffer: Arc::new(EventBuffer::new(3, OverflowPolicy::DropOldest)),
         publisher: alert_manager_agent::SnsPublisher::new(
             sns,
-            "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+            "arn:aws:sns:us-east-1:123456789012:alerts".parse().unwrap(),
             alert_aws::RetryPolicy::within(Duration::from_secs(1)),
         ),
         context: None,

@@ -496,7 +496,7 @@ async fn api_error_publishes_without_context_and_counts_why() {
     let state = AppState {
         publisher: alert_manager_agent::SnsPublisher::new(
             sns,
-            "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+            "arn:aws:sns:us-east-1:123456789012:alerts".parse().unwrap(),
             alert_aws::RetryPolicy::within(Duration::from_secs(2)),
         ),
         cluster: "prod".into(),

@@ -277,7 +277,7 @@ async fn follower_publishes_no_events_and_leader_does() {
         buffer: buffer.clone(),
         publisher: alert_manager_agent::SnsPublisher::new(
             sns,
-            "arn:aws:sns:us-east-1:123456789012:alerts".into(),
+            "arn:aws:sns:us-east-1:123456789012:alerts".parse().unwrap(),
             alert_aws::RetryPolicy::within(Duration::from_secs(1)),
         ),
         context: None,

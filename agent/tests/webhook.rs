@@ -77,7 +77,7 @@ fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -
     AppState {
         publisher: SnsPublisher::new(
             client,
-            TOPIC.into(),
+            TOPIC.parse().unwrap(),
             RetryPolicy {
                 deadline,
                 min_delay: Duration::from_millis(1),

@@ -1,8 +1,13 @@
-//! The one place that decides whether an AWS failure can be retried.
+//! The one verdict of every failure in this system, and the one place that
+//! decides whether an AWS failure can be retried.
 //!
 //! Throttling, 5xx, timeouts and connection failures retry; validation,
 //! authorization and other client errors do not, because sending the same
-//! request again cannot succeed.
+//! request again cannot succeed. HTTP sinks build their verdicts with the same
+//! type, so the retry stage ([`crate::retry`]) has one input.
+
+use std::borrow::Cow;
+use std::time::Duration;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -17,16 +22,65 @@ pub enum Verdict {
     Permanent,
 }
 
-/// A classified failure: the verdict and a short reason, used as a metric label.
+/// A failure with its verdict: what the retry stage acts on and what metrics
+/// and logs report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classified {
+pub struct Failure {
     /// Retry or not.
     pub verdict: Verdict,
-    /// `throttled`, `server`, `timeout`, `network`, `auth`, `not_found`, `validation` or `other`.
-    pub reason: &'static str,
-    /// Human-readable detail (error code and message), never credentials.
+    /// Short reason, used as a metric label: `throttled`, `server`, `timeout`,
+    /// `network`, `auth`, `not_found`, `validation`, `http_500`, `deadline`, ...
+    pub reason: Cow<'static, str>,
+    /// Human-readable detail (error code and message). Never a secret.
     pub detail: String,
+    /// The receiver asked to wait this long before the next attempt (HTTP 429
+    /// `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
+
+/// The former name of [`Failure`].
+pub type Classified = Failure;
+
+impl Failure {
+    /// A failure another attempt may fix.
+    pub fn retryable(reason: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Failure {
+        Failure {
+            verdict: Verdict::Retryable,
+            reason: reason.into(),
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(reason: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Failure {
+        Failure {
+            verdict: Verdict::Permanent,
+            reason: reason.into(),
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same failure, asking the retry stage to wait at least `after`.
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Failure {
+        self.retry_after = after;
+        self
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.verdict == Verdict::Retryable
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -42,12 +96,14 @@ const THROTTLING_CODES: &[&str] = &[
     "KMSThrottlingException",
     "BandwidthLimitExceeded",
     "LimitExceededException",
+    "ProvisionedThroughputExceededException",
 ];
 
 const SERVER_CODES: &[&str] = &[
     "InternalError",
     "InternalFailure",
     "InternalErrorException",
+    "InternalServerError",
     "ServiceUnavailable",
     "ServiceUnavailableException",
     "KMSInternalException",
@@ -75,8 +131,8 @@ const AUTH_CODES: &[&str] = &[
 const NOT_FOUND_CODES: &[&str] = &["NotFound", "NotFoundException", "ResourceNotFoundException"];
 
 /// Classifies an error code (and HTTP status, when known) from a service
-/// response or from one failed PublishBatch entry.
-pub fn classify_code(code: Option<&str>, status: Option<u16>, message: &str) -> Classified {
+/// response or from one failed batch entry.
+pub fn classify_code(code: Option<&str>, status: Option<u16>, message: &str) -> Failure {
     let code_str = code.unwrap_or("");
     let detail = match code {
         Some(c) if message.is_empty() => c.to_string(),
@@ -97,34 +153,28 @@ pub fn classify_code(code: Option<&str>, status: Option<u16>, message: &str) -> 
     } else {
         (Verdict::Permanent, "other")
     };
-    Classified {
+    Failure {
         verdict,
-        reason,
+        reason: Cow::Borrowed(reason),
         detail,
+        retry_after: None,
     }
 }
 
 /// Classifies a whole-call SDK failure.
-pub fn classify_sdk_error<E>(err: &SdkError<E, HttpResponse>) -> Classified
+pub fn classify_sdk_error<E>(err: &SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match err {
-        SdkError::TimeoutError(_) => Classified {
-            verdict: Verdict::Retryable,
-            reason: "timeout",
-            detail: "request timed out".into(),
-        },
-        SdkError::DispatchFailure(f) => Classified {
-            verdict: Verdict::Retryable,
-            reason: if f.is_timeout() { "timeout" } else { "network" },
-            detail: format!("request not sent: {}", describe(err)),
-        },
-        SdkError::ResponseError(_) => Classified {
-            verdict: Verdict::Retryable,
-            reason: "server",
-            detail: format!("unreadable response: {}", describe(err)),
-        },
+        SdkError::TimeoutError(_) => Failure::retryable("timeout", "request timed out"),
+        SdkError::DispatchFailure(f) => Failure::retryable(
+            if f.is_timeout() { "timeout" } else { "network" },
+            format!("request not sent: {}", describe(err)),
+        ),
+        SdkError::ResponseError(_) => {
+            Failure::retryable("server", format!("unreadable response: {}", describe(err)))
+        }
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let e = service.err();
@@ -135,11 +185,7 @@ where
                 .unwrap_or_else(|| e.to_string());
             classify_code(e.code(), Some(status), &message)
         }
-        _ => Classified {
-            verdict: Verdict::Permanent,
-            reason: "other",
-            detail: describe(err),
-        },
+        _ => Failure::permanent("other", describe(err)),
     }
 }
 
@@ -153,4 +199,48 @@ pub fn describe(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classification_table() {
+        let cases = [
+            (
+                Some("Throttling"),
+                Some(400),
+                Verdict::Retryable,
+                "throttled",
+            ),
+            (None, Some(429), Verdict::Retryable, "throttled"),
+            (Some("InternalFailure"), None, Verdict::Retryable, "server"),
+            (None, Some(503), Verdict::Retryable, "server"),
+            (Some("AccessDenied"), Some(403), Verdict::Permanent, "auth"),
+            (None, Some(401), Verdict::Permanent, "auth"),
+            (Some("NotFound"), Some(404), Verdict::Permanent, "not_found"),
+            (
+                Some("InvalidParameter"),
+                Some(400),
+                Verdict::Permanent,
+                "validation",
+            ),
+            (None, None, Verdict::Permanent, "other"),
+        ];
+        for (code, status, verdict, reason) in cases {
+            let f = classify_code(code, status, "m");
+            assert_eq!(
+                (f.verdict, f.reason.as_ref()),
+                (verdict, reason),
+                "{code:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn detail_names_code_and_message() {
+        assert_eq!(classify_code(Some("X"), None, "why").detail, "X: why");
+        assert_eq!(classify_code(None, Some(500), "").detail, "HTTP 500");
+    }
 }

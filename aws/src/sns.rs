@@ -8,14 +8,17 @@
 //! entry id and FIFO deduplication id, so a retry is deduplicated.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use alert_envelope::Envelope;
 use alert_envelope::sns::{self, MessageAttributes, TooLarge};
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::errors::{Classified, Verdict, classify_code, classify_sdk_error};
+use crate::arn::TopicArn;
+use crate::errors::{Failure, Verdict, classify_code, classify_sdk_error};
+use crate::retry::{Deadline, RetryStage};
+use crate::sdk::ATTEMPT_TIMEOUT;
 
 /// One envelope, ready to send.
 #[derive(Debug, Clone)]
@@ -67,9 +70,9 @@ pub struct PublishOutcome {
     /// Indices of the messages SNS accepted.
     pub accepted: Vec<usize>,
     /// Messages SNS refused for good, with why. Not retried.
-    pub permanent: Vec<(usize, Classified)>,
+    pub permanent: Vec<(usize, Failure)>,
     /// Messages still failing retryably when the deadline came, with the last failure.
-    pub retryable: Vec<(usize, Classified)>,
+    pub retryable: Vec<(usize, Failure)>,
     /// PublishBatch calls made.
     pub calls: usize,
 }
@@ -81,7 +84,8 @@ impl PublishOutcome {
     }
 }
 
-/// How long and how often to retry.
+/// How long and how often a publish retries when no invocation deadline
+/// bounds it (the agent's webhook and events paths).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Give up (retryably) after this long.
@@ -101,37 +105,39 @@ impl RetryPolicy {
             max_delay: Duration::from_secs(2),
         }
     }
+
+    fn stage(&self) -> RetryStage {
+        RetryStage::new(self.min_delay, self.max_delay)
+    }
 }
 
 /// Publishes prepared messages to one SNS topic.
 #[derive(Debug, Clone)]
 pub struct SnsPublisher {
     client: aws_sdk_sns::Client,
-    topic_arn: String,
-    fifo: bool,
+    topic: TopicArn,
     retry: RetryPolicy,
 }
 
 impl SnsPublisher {
-    /// A publisher for `topic_arn`. The client should have SDK retries
-    /// disabled: this publisher is the one retry stage.
-    pub fn new(client: aws_sdk_sns::Client, topic_arn: String, retry: RetryPolicy) -> Self {
+    /// A publisher for `topic`. The client should have SDK retries disabled:
+    /// this publisher goes through the one retry stage.
+    pub fn new(client: aws_sdk_sns::Client, topic: TopicArn, retry: RetryPolicy) -> Self {
         SnsPublisher {
-            fifo: sns::is_fifo_topic(&topic_arn),
             client,
-            topic_arn,
+            topic,
             retry,
         }
     }
 
     /// Whether the topic is FIFO.
     pub fn is_fifo(&self) -> bool {
-        self.fifo
+        self.topic.is_fifo()
     }
 
     /// The topic ARN.
     pub fn topic_arn(&self) -> &str {
-        &self.topic_arn
+        self.topic.as_str()
     }
 
     /// The client.
@@ -139,73 +145,90 @@ impl SnsPublisher {
         &self.client
     }
 
-    /// Sends every message, retrying retryable failures until the deadline,
-    /// and reports what happened to each one.
+    /// Sends every message, retrying retryable failures within the policy's
+    /// deadline, and reports what happened to each one.
     pub async fn publish(&self, messages: &[PreparedMessage]) -> PublishOutcome {
-        self.publish_within(messages, self.retry.deadline).await
+        let deadline = Deadline::at(
+            tokio::time::Instant::now() + self.retry.deadline,
+            Duration::ZERO,
+        );
+        self.publish_within(messages, &deadline).await
     }
 
-    /// Like [`SnsPublisher::publish`], with a deadline for this call only
-    /// (a Lambda derives it from the time the invocation has left).
+    /// Like [`SnsPublisher::publish`], bounded by the caller's deadline (a
+    /// Lambda's invocation deadline).
     pub async fn publish_within(
         &self,
         messages: &[PreparedMessage],
-        deadline: Duration,
+        deadline: &Deadline,
     ) -> PublishOutcome {
-        let started = Instant::now();
-        let mut outcome = PublishOutcome::default();
-        let mut pending: Vec<usize> = (0..messages.len()).collect();
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        loop {
-            let mut retry_next: Vec<(usize, Classified)> = Vec::new();
-            let sizes: Vec<usize> = pending.iter().map(|&i| messages[i].size).collect();
-            for range in sns::plan_batches(&sizes) {
-                let batch: Vec<&PreparedMessage> = pending[range.clone()]
-                    .iter()
-                    .map(|&i| &messages[i])
-                    .collect();
-                outcome.calls += 1;
-                let results = self.send_batch(&batch).await;
-                for (&index, result) in pending[range].iter().zip(results) {
-                    match result {
-                        None => outcome.accepted.push(index),
-                        Some(c) if c.verdict == Verdict::Retryable => retry_next.push((index, c)),
-                        Some(c) => {
-                            tracing::error!(id = %messages[index].id, reason = c.reason, detail = %c.detail, "SNS refused message; not retrying");
-                            outcome.permanent.push((index, c));
-                        }
+        self.publish_with(messages, deadline, &self.retry.stage())
+            .await
+    }
+
+    /// Like [`SnsPublisher::publish_within`], with the caller's retry stage.
+    pub async fn publish_with(
+        &self,
+        messages: &[PreparedMessage],
+        deadline: &Deadline,
+        stage: &RetryStage,
+    ) -> PublishOutcome {
+        // Two entries with one id make SNS refuse the whole call
+        // (BatchEntryIdsNotDistinct), so a repeated id rides on the first.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let unique: Vec<usize> = (0..messages.len())
+            .filter(|&i| first_of.insert(messages[i].id.as_str(), i).is_none())
+            .collect();
+        let calls = AtomicUsize::new(0);
+        let results = stage
+            .run_each(deadline, ATTEMPT_TIMEOUT, unique.len(), |pending, _| {
+                let batch: Vec<&PreparedMessage> =
+                    pending.iter().map(|&u| &messages[unique[u]]).collect();
+                let calls = &calls;
+                async move {
+                    let sizes: Vec<usize> = batch.iter().map(|m| m.size).collect();
+                    let mut out = Vec::with_capacity(batch.len());
+                    for range in sns::plan_batches(&sizes) {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        out.extend(
+                            self.send_batch(&batch[range])
+                                .await
+                                .into_iter()
+                                .map(|failed| failed.map_or(Ok(()), Err)),
+                        );
                     }
+                    out
                 }
+            })
+            .await;
+        let mut by_id: HashMap<&str, &Result<(), Failure>> = HashMap::new();
+        for (u, result) in unique.iter().zip(&results) {
+            by_id.insert(messages[*u].id.as_str(), result);
+        }
+        let mut outcome = PublishOutcome {
+            calls: calls.into_inner(),
+            ..PublishOutcome::default()
+        };
+        for (index, m) in messages.iter().enumerate() {
+            match by_id.get(m.id.as_str()) {
+                Some(Ok(())) => outcome.accepted.push(index),
+                Some(Err(f)) if f.is_retryable() => outcome.retryable.push((index, f.clone())),
+                Some(Err(f)) => {
+                    tracing::error!(id = %m.id, reason = %f.reason, detail = %f.detail, "SNS refused message; not retrying");
+                    outcome.permanent.push((index, f.clone()));
+                }
+                None => outcome.retryable.push((index, Deadline::expired())),
             }
-            let Some((_, last)) = retry_next.last() else {
-                break;
-            };
-            let delay = backoff.next().unwrap_or(self.retry.max_delay);
-            if started.elapsed() + delay > deadline {
-                tracing::warn!(failed = retry_next.len(), reason = last.reason, detail = %last.detail, "publish deadline reached");
-                outcome.retryable = retry_next;
-                break;
-            }
-            tracing::debug!(
-                pending = retry_next.len(),
-                ?delay,
-                reason = last.reason,
-                "retrying publish"
-            );
-            tokio::time::sleep(delay).await;
-            pending = retry_next.into_iter().map(|(i, _)| i).collect();
+        }
+        if let Some((_, last)) = outcome.retryable.last() {
+            tracing::warn!(failed = outcome.retryable.len(), reason = %last.reason, detail = %last.detail, "publish deadline reached");
         }
         outcome
     }
 
     /// One PublishBatch call; one outcome per message in order: `None` when
     /// accepted, otherwise the classified failure.
-    async fn send_batch(&self, batch: &[&PreparedMessage]) -> Vec<Option<Classified>> {
+    async fn send_batch(&self, batch: &[&PreparedMessage]) -> Vec<Option<Failure>> {
         let entries: Vec<PublishBatchRequestEntry> =
             batch.iter().filter_map(|m| self.entry(m)).collect();
         if entries.len() != batch.len() {
@@ -219,7 +242,7 @@ impl SnsPublisher {
         let result = self
             .client
             .publish_batch()
-            .topic_arn(&self.topic_arn)
+            .topic_arn(self.topic.as_str())
             .set_publish_batch_request_entries(Some(entries))
             .send()
             .await;
@@ -229,7 +252,7 @@ impl SnsPublisher {
                 vec![Some(c); batch.len()]
             }
             Ok(out) => {
-                let failed: HashMap<&str, Classified> = out
+                let failed: HashMap<&str, Failure> = out
                     .failed()
                     .iter()
                     .map(|f| {
@@ -239,7 +262,7 @@ impl SnsPublisher {
                         if !f.sender_fault() {
                             c.verdict = Verdict::Retryable;
                             if c.reason == "validation" {
-                                c.reason = "server";
+                                c.reason = "server".into();
                             }
                         }
                         (f.id(), c)

@@ -1,11 +1,18 @@
 //! Settings, read once at init from the environment. Errors name the variable.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use alert_aws::{ConfigError, TopicArn};
 use clap::Parser;
-use serde::Deserialize;
 
 use crate::Error;
+use crate::enrich::ec2::Ec2CacheConfig;
+pub use crate::enrich::metric_sets::{
+    MetricMatch, MetricSet, MetricSpec, MetricsConfig, default_metrics,
+};
+use crate::enrich::team::TeamConfig;
+use crate::routes_source::RoutesSource;
 
 /// Environment of the enricher Lambda.
 #[derive(Debug, Clone, Parser)]
@@ -24,6 +31,14 @@ pub struct EnricherArgs {
     /// How long EC2 instance data is cached across warm invocations.
     #[arg(long, env = "EC2_CACHE_TTL_SECONDS", default_value_t = 300)]
     pub ec2_cache_ttl_seconds: u64,
+    /// How long an instance DescribeInstances did not list (terminated, or in
+    /// another account) is believed missing before it is asked for again.
+    #[arg(long, env = "EC2_NEGATIVE_TTL_SECONDS", default_value_t = 60)]
+    pub ec2_negative_ttl_seconds: u64,
+    /// Most instances kept in the EC2 cache; the least recently used go first.
+    /// 10,000 entries take a few MiB.
+    #[arg(long, env = "EC2_CACHE_MAX_INSTANCES", default_value_t = 10_000)]
+    pub ec2_cache_max_instances: usize,
     /// EC2 tag keys never copied into envelopes (comma-separated; `prefix*` matches a prefix).
     #[arg(
         long,
@@ -97,70 +112,17 @@ pub enum InvalidRecordPolicy {
     Fail,
 }
 
-/// One metric of a set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricSpec {
-    /// CloudWatch namespace (default `AWS/EC2`).
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    /// Metric name, e.g. `CPUUtilization`.
-    pub name: String,
-    /// Statistic, e.g. `Average`, `Maximum`, `Sum`.
-    pub stat: String,
-}
-
-fn default_namespace() -> String {
-    "AWS/EC2".into()
-}
-
-/// Which alerts a metric set applies to.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricMatch {
-    /// Exact alertname.
-    #[serde(default)]
-    pub alertname: Option<String>,
-    /// Labels that must all be equal.
-    #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-}
-
-/// A metric set for matching alerts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricSet {
-    /// Which alerts.
-    #[serde(rename = "match", default)]
-    pub matcher: MetricMatch,
-    /// The metrics to fetch.
-    pub metrics: Vec<MetricSpec>,
-    /// Window before `starts_at`, minutes.
-    #[serde(default)]
-    pub window_minutes: Option<u32>,
-}
-
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct EnricherConfig {
-    /// Enriched topic.
-    pub enriched_topic_arn: String,
-    /// EC2 cache TTL.
-    pub ec2_cache_ttl: Duration,
-    /// Tag deny-list.
-    pub tag_deny_list: Vec<String>,
-    /// Team tag keys.
-    pub team_tag_names: Vec<String>,
-    /// Default team.
-    pub default_team: String,
-    /// Default window before `starts_at`.
-    pub metric_window: Duration,
-    /// Period in seconds.
-    pub metric_period_seconds: u32,
-    /// Per-alert sets.
-    pub metric_sets: Vec<MetricSet>,
-    /// The default metric set.
-    pub default_metrics: Vec<MetricSpec>,
+    /// The enriched topic: the implicit `enriched` sink.
+    pub enriched_topic: TopicArn,
+    /// EC2 cache bounds.
+    pub ec2_cache: Ec2CacheConfig,
+    /// Owner resolution and the tag deny-list.
+    pub team: TeamConfig,
+    /// Which metrics each alert gets.
+    pub metrics: MetricsConfig,
     /// Invalid record handling.
     pub invalid_records: InvalidRecordPolicy,
     /// Where the routing document comes from.
@@ -171,24 +133,6 @@ pub struct EnricherConfig {
     pub delivery_deadline: Option<Duration>,
 }
 
-/// CPUUtilization avg and max, StatusCheckFailed max, NetworkIn and NetworkOut.
-pub fn default_metrics() -> Vec<MetricSpec> {
-    [
-        ("CPUUtilization", "Average"),
-        ("CPUUtilization", "Maximum"),
-        ("StatusCheckFailed", "Maximum"),
-        ("NetworkIn", "Sum"),
-        ("NetworkOut", "Sum"),
-    ]
-    .into_iter()
-    .map(|(name, stat)| MetricSpec {
-        namespace: default_namespace(),
-        name: name.into(),
-        stat: stat.into(),
-    })
-    .collect()
-}
-
 fn list(s: &str) -> Vec<String> {
     s.split(',')
         .map(|p| p.trim().to_string())
@@ -197,118 +141,103 @@ fn list(s: &str) -> Vec<String> {
 }
 
 impl EnricherArgs {
-    /// Reads the environment (no command line: this is a Lambda).
-    pub fn from_env() -> Result<EnricherArgs, Error> {
-        EnricherArgs::try_parse_from(["alert-manager-enricher"])
-            .map_err(|e| Error::Config(e.to_string()))
+    /// Checks every setting; the error names the variable.
+    pub fn validate(self) -> Result<EnricherConfig, Error> {
+        Ok(self.checked()?)
     }
 
-    /// Checks every setting.
-    pub fn validate(self) -> Result<EnricherConfig, Error> {
+    fn checked(self) -> Result<EnricherConfig, ConfigError> {
         let topic = self
             .enriched_topic_arn
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Config("ENRICHED_TOPIC_ARN is required".into()))?;
-        if !(topic.starts_with("arn:")
-            && topic.split(':').nth(2) == Some("sns")
-            && topic.split(':').count() == 6)
-        {
-            return Err(Error::Config(format!(
-                "ENRICHED_TOPIC_ARN {topic:?} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
-            )));
-        }
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "ENRICHED_TOPIC_ARN",
+                    "is required: the ARN of the enriched SNS topic",
+                )
+            })?;
+        let enriched_topic =
+            TopicArn::parse(&topic).map_err(|e| ConfigError::new("ENRICHED_TOPIC_ARN", e))?;
         if self.metric_period_seconds == 0 || !self.metric_period_seconds.is_multiple_of(60) {
-            return Err(Error::Config(format!(
-                "METRIC_PERIOD_SECONDS is {}; CloudWatch needs a multiple of 60",
-                self.metric_period_seconds
-            )));
+            return Err(ConfigError::new(
+                "METRIC_PERIOD_SECONDS",
+                format!(
+                    "is {}; CloudWatch needs a multiple of 60",
+                    self.metric_period_seconds
+                ),
+            ));
         }
-        let metric_sets: Vec<MetricSet> = match &self.metric_sets {
+        let sets: Vec<MetricSet> = match &self.metric_sets {
             None => Vec::new(),
             Some(json) => serde_json::from_str(json)
-                .map_err(|e| Error::Config(format!("METRIC_SETS is not valid: {e}")))?,
+                .map_err(|e| ConfigError::new("METRIC_SETS", format!("is not valid: {e}")))?,
         };
-        for (i, set) in metric_sets.iter().enumerate() {
+        for (i, set) in sets.iter().enumerate() {
             if set.metrics.is_empty() {
-                return Err(Error::Config(format!("METRIC_SETS[{i}].metrics is empty")));
-            }
-        }
-        use crate::routes_source::RoutesSource;
-        let routes = match (self.routes, self.routes_file, self.routes_ssm_parameter) {
-            (None, None, None) => RoutesSource::None,
-            (Some(text), None, None) => RoutesSource::Inline(text),
-            (None, Some(path), None) => RoutesSource::File(path),
-            (None, None, Some(name)) if !name.trim().is_empty() => {
-                if self.routes_ttl_seconds == 0 {
-                    return Err(Error::Config(
-                        "ROUTES_TTL_SECONDS must be at least 1".into(),
-                    ));
-                }
-                RoutesSource::Ssm {
-                    name: name.trim().to_string(),
-                    ttl: Duration::from_secs(self.routes_ttl_seconds),
-                }
-            }
-            (None, None, Some(_)) => {
-                return Err(Error::Config("ROUTES_SSM_PARAMETER is empty".into()));
-            }
-            _ => {
-                return Err(Error::Config(
-                    "set only one of ROUTES, ROUTES_FILE and ROUTES_SSM_PARAMETER".into(),
+                return Err(ConfigError::new(
+                    format!("METRIC_SETS[{i}].metrics"),
+                    "is empty",
                 ));
             }
-        };
+        }
+        let max_instances = NonZeroUsize::new(self.ec2_cache_max_instances)
+            .ok_or_else(|| ConfigError::new("EC2_CACHE_MAX_INSTANCES", "must be at least 1"))?;
         Ok(EnricherConfig {
-            routes,
+            routes: routes_source(
+                self.routes,
+                self.routes_file,
+                self.routes_ssm_parameter,
+                self.routes_ttl_seconds,
+            )?,
             secrets_ttl: Duration::from_secs(self.secrets_ttl_seconds),
             delivery_deadline: (self.delivery_deadline_seconds > 0)
                 .then(|| Duration::from_secs(self.delivery_deadline_seconds)),
-            enriched_topic_arn: topic,
-            ec2_cache_ttl: Duration::from_secs(self.ec2_cache_ttl_seconds),
-            tag_deny_list: list(&self.ec2_tag_deny_list),
-            team_tag_names: list(&self.team_tag_names),
-            default_team: self.default_team,
-            metric_window: Duration::from_secs(u64::from(self.metric_window_minutes) * 60),
-            metric_period_seconds: self.metric_period_seconds,
-            metric_sets,
-            default_metrics: default_metrics(),
+            enriched_topic,
+            ec2_cache: Ec2CacheConfig {
+                ttl: Duration::from_secs(self.ec2_cache_ttl_seconds),
+                negative_ttl: Duration::from_secs(self.ec2_negative_ttl_seconds),
+                max_instances,
+            },
+            team: TeamConfig {
+                tag_deny_list: list(&self.ec2_tag_deny_list),
+                tag_names: list(&self.team_tag_names),
+                default_team: self.default_team,
+            },
+            metrics: MetricsConfig {
+                window: Duration::from_secs(u64::from(self.metric_window_minutes) * 60),
+                period_seconds: self.metric_period_seconds,
+                sets,
+                default: default_metrics(),
+            },
             invalid_records: self.invalid_records,
         })
     }
 }
 
-impl EnricherConfig {
-    /// The metrics and window for one alert.
-    pub fn metrics_for(&self, env: &alert_envelope::Envelope) -> (&[MetricSpec], Duration) {
-        for set in &self.metric_sets {
-            let name_ok = set
-                .matcher
-                .alertname
-                .as_ref()
-                .is_none_or(|n| *n == env.alertname);
-            let labels_ok = set
-                .matcher
-                .labels
-                .iter()
-                .all(|(k, v)| env.labels.get(k) == Some(v));
-            if name_ok && labels_ok {
-                let window = set
-                    .window_minutes
-                    .map(|m| Duration::from_secs(u64::from(m) * 60))
-                    .unwrap_or(self.metric_window);
-                return (&set.metrics, window);
+/// The one routing source the settings name.
+fn routes_source(
+    inline: Option<String>,
+    file: Option<std::path::PathBuf>,
+    ssm: Option<String>,
+    ttl_seconds: u64,
+) -> Result<RoutesSource, ConfigError> {
+    match (inline, file, ssm) {
+        (None, None, None) => Ok(RoutesSource::None),
+        (Some(text), None, None) => Ok(RoutesSource::Inline(text)),
+        (None, Some(path), None) => Ok(RoutesSource::File(path)),
+        (None, None, Some(name)) if !name.trim().is_empty() => {
+            if ttl_seconds == 0 {
+                return Err(ConfigError::new("ROUTES_TTL_SECONDS", "must be at least 1"));
             }
-        }
-        (&self.default_metrics, self.metric_window)
-    }
-
-    /// Whether a tag key is on the deny-list.
-    pub fn tag_denied(&self, key: &str) -> bool {
-        self.tag_deny_list
-            .iter()
-            .any(|d| match d.strip_suffix('*') {
-                Some(prefix) => key.starts_with(prefix),
-                None => key == d,
+            Ok(RoutesSource::Ssm {
+                name: name.trim().to_string(),
+                ttl: Duration::from_secs(ttl_seconds),
             })
+        }
+        (None, None, Some(_)) => Err(ConfigError::new("ROUTES_SSM_PARAMETER", "is empty")),
+        _ => Err(ConfigError::new(
+            "ROUTES",
+            "and ROUTES_FILE and ROUTES_SSM_PARAMETER: set only one of them",
+        )),
     }
 }

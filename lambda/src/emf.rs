@@ -32,10 +32,13 @@ pub struct Counts {
     pub enriched: u64,
     /// Envelopes delivered with at least one enrichment error.
     pub degraded: u64,
-    /// Envelopes the enriched topic accepted.
+    /// Envelopes every sink they were routed to accepted.
     pub delivered: u64,
     /// Records reported as failed.
     pub failed: u64,
+    /// FIFO records not delivered because an earlier record of their group
+    /// failed (also counted in `failed`).
+    pub held_back: u64,
     /// DescribeInstances calls.
     pub describe_instances_calls: u64,
     /// GetMetricData calls.
@@ -57,6 +60,7 @@ impl Counts {
             ("Degraded", self.degraded),
             ("Delivered", self.delivered),
             ("Failed", self.failed),
+            ("HeldBack", self.held_back),
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),
             ("AwsCalls.GetMetricData", self.get_metric_data_calls),
             ("AwsCalls.PublishBatch", self.publish_batch_calls),

@@ -21,6 +21,9 @@ pub struct Record {
     pub message_id: String,
     /// The envelope JSON.
     pub body: String,
+    /// SQS FIFO `MessageGroupId`: records of one group are delivered in
+    /// order, and none after a failed one.
+    pub group: Option<String>,
 }
 
 /// Reads an invocation payload into records.
@@ -43,6 +46,7 @@ pub fn parse(payload: &Value) -> Result<(EventKind, Vec<Record>), Error> {
                 .records
                 .into_iter()
                 .map(|r| Record {
+                    group: r.attributes.get("MessageGroupId").cloned(),
                     message_id: r.message_id.unwrap_or_default(),
                     body: unwrap_sns_notification(r.body.as_deref().unwrap_or("")),
                 })
@@ -59,6 +63,7 @@ pub fn parse(payload: &Value) -> Result<(EventKind, Vec<Record>), Error> {
                 .map(|r| Record {
                     message_id: r.sns.message_id,
                     body: r.sns.message,
+                    group: None,
                 })
                 .collect();
             Ok((EventKind::Sns, records))

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use alert_aws::{ConfigError, Deadline};
+
 use crate::Error;
 use crate::routing::RoutingTable;
 
@@ -73,33 +75,39 @@ impl Routes {
             RoutesSource::None => (RoutingTable::enriched_only(), None),
             RoutesSource::Inline(text) => (
                 RoutingTable::parse(text).map_err(|e| {
-                    Error::Config(format!("ROUTES: invalid routing document at {e}"))
+                    ConfigError::new("ROUTES", format!("has an invalid routing document at {e}"))
                 })?,
                 None,
             ),
             RoutesSource::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Config(format!("ROUTES_FILE {}: cannot read: {e}", path.display()))
+                    ConfigError::new(
+                        "ROUTES_FILE",
+                        format!("{}: cannot read: {e}", path.display()),
+                    )
                 })?;
                 (
                     RoutingTable::parse(&text).map_err(|e| {
-                        Error::Config(format!(
-                            "ROUTES_FILE {}: invalid routing document at {e}",
-                            path.display()
-                        ))
+                        ConfigError::new(
+                            "ROUTES_FILE",
+                            format!("{}: invalid routing document at {e}", path.display()),
+                        )
                     })?,
                     None,
                 )
             }
             RoutesSource::Ssm { name, .. } => {
-                let text = read_parameter(&ssm, name)
+                let text = read_parameter(&ssm, name, alert_aws::sdk::ATTEMPT_TIMEOUT)
                     .await
-                    .map_err(|e| Error::Config(format!("ROUTES_SSM_PARAMETER {name}: {e}")))?;
+                    .map_err(|e| {
+                        ConfigError::new("ROUTES_SSM_PARAMETER", format!("{name}: {e}"))
+                    })?;
                 (
                     RoutingTable::parse(&text).map_err(|e| {
-                        Error::Config(format!(
-                            "ROUTES_SSM_PARAMETER {name}: invalid routing document at {e}"
-                        ))
+                        ConfigError::new(
+                            "ROUTES_SSM_PARAMETER",
+                            format!("{name}: invalid routing document at {e}"),
+                        )
                     })?,
                     Some(text),
                 )
@@ -116,8 +124,9 @@ impl Routes {
         })
     }
 
-    /// The table to use now; re-reads SSM when the TTL has passed.
-    pub async fn table(&self) -> Arc<RoutingTable> {
+    /// The table to use now; re-reads SSM when the TTL has passed, within
+    /// the invocation's deadline.
+    pub async fn table(&self, deadline: &Deadline) -> Arc<RoutingTable> {
         let (table, due) = match self.current.lock() {
             Ok(c) => {
                 let due = match &self.source {
@@ -134,7 +143,10 @@ impl Routes {
         let (RoutesSource::Ssm { name, .. }, Some(ssm)) = (&self.source, &self.ssm) else {
             return table;
         };
-        let fetched = read_parameter(ssm, name).await;
+        let Some(timeout) = deadline.timeout(alert_aws::sdk::ATTEMPT_TIMEOUT) else {
+            return table;
+        };
+        let fetched = read_parameter(ssm, name, timeout).await;
         let Ok(mut current) = self.current.lock() else {
             return table;
         };
@@ -160,13 +172,20 @@ impl Routes {
     }
 }
 
-async fn read_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<String, String> {
-    let out = ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
+async fn read_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let call = ssm.get_parameter().name(name).with_decryption(true).send();
+    let out = tokio::time::timeout(timeout, call)
         .await
+        .map_err(|_| {
+            format!(
+                "ssm:GetParameter timed out after {} ms",
+                timeout.as_millis()
+            )
+        })?
         .map_err(|e| {
             let c = alert_aws::classify_sdk_error(&e);
             format!("ssm:GetParameter failed ({}): {}", c.reason, c.detail)

@@ -321,7 +321,7 @@ impl RoutingTable {
         }
         for (name, sink) in &doc.sinks {
             sink.validate()
-                .map_err(|(field, message)| err(format!("sinks.{name}.{field}"), message))?;
+                .map_err(|e| err(format!("sinks.{name}.{}", e.setting), e.message))?;
         }
         let known = |s: &str| s == ENRICHED_SINK || doc.sinks.contains_key(s);
         let mut routes = Vec::with_capacity(doc.routes.len());

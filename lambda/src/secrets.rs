@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::sinks::SinkError;
+use alert_aws::Failure;
 
 /// Where a secret lives. Exactly one of `secret` or `ssm`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
@@ -102,29 +102,37 @@ impl SecretStore {
         }
     }
 
-    /// The secret, from the cache when fresh.
-    pub async fn get(&self, r: &SecretRef) -> Result<Secret, SinkError> {
+    /// The secret, from the cache when fresh; a fetch is cut at `timeout`.
+    pub async fn get(&self, r: &SecretRef, timeout: Duration) -> Result<Secret, Failure> {
         if let Ok(cache) = self.cache.lock()
             && let Some((at, s)) = cache.get(r)
             && at.elapsed() < self.ttl
         {
             return Ok(s.clone());
         }
-        let value = self.fetch(r).await?;
+        let value = tokio::time::timeout(timeout, self.fetch(r))
+            .await
+            .map_err(|_| {
+                Failure::retryable(
+                    "secret_timeout",
+                    format!(
+                        "reading {}: no answer within {} ms",
+                        r.location(),
+                        timeout.as_millis()
+                    ),
+                )
+            })??;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(r.clone(), (Instant::now(), value.clone()));
         }
         Ok(value)
     }
 
-    async fn fetch(&self, r: &SecretRef) -> Result<Secret, SinkError> {
-        let fail = |c: alert_aws::Classified| {
-            let detail = format!("reading {}: {}", r.location(), c.detail);
-            if c.verdict == alert_aws::Verdict::Retryable {
-                SinkError::retryable(format!("secret_{}", c.reason), detail)
-            } else {
-                SinkError::permanent(format!("secret_{}", c.reason), detail)
-            }
+    async fn fetch(&self, r: &SecretRef) -> Result<Secret, Failure> {
+        let fail = |c: Failure| Failure {
+            reason: format!("secret_{}", c.reason).into(),
+            detail: format!("reading {}: {}", r.location(), c.detail),
+            ..c
         };
         if let Some(id) = &r.secret {
             let out = self
@@ -139,7 +147,7 @@ impl SecretStore {
                 None => raw.to_string(),
                 Some(key) => {
                     let doc: serde_json::Value = serde_json::from_str(raw).map_err(|_| {
-                        SinkError::permanent(
+                        Failure::permanent(
                             "secret_format",
                             format!(
                                 "{}: SecretString is not a JSON object, but `key` is set",
@@ -151,7 +159,7 @@ impl SecretStore {
                         .and_then(|v| v.as_str())
                         .map(str::to_string)
                         .ok_or_else(|| {
-                            SinkError::permanent(
+                            Failure::permanent(
                                 "secret_format",
                                 format!("{}: no string key {key:?}", r.location()),
                             )
@@ -176,13 +184,13 @@ impl SecretStore {
                 .to_string();
             return non_empty(value, r);
         }
-        Err(SinkError::permanent("secret_unset", "no secret source"))
+        Err(Failure::permanent("secret_unset", "no secret source"))
     }
 }
 
-fn non_empty(value: String, r: &SecretRef) -> Result<Secret, SinkError> {
+fn non_empty(value: String, r: &SecretRef) -> Result<Secret, Failure> {
     if value.trim().is_empty() {
-        Err(SinkError::permanent(
+        Err(Failure::permanent(
             "secret_empty",
             format!("{} is empty", r.location()),
         ))

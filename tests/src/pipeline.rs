@@ -581,9 +581,9 @@ fn routes(pagerduty: &str, webhook: &str) -> String {
     json!({
         "version": 1,
         "sinks": {
-            "payments-slack": {"type": "slack", "webhook_url": {"secret": "alert-manager/slack"}},
-            "payments-pd": {"type": "pagerduty", "routing_key": {"secret": "alert-manager/pagerduty"}, "url": pagerduty},
-            "audit": {"type": "webhook", "url": webhook, "hmac_key": {"ssm": "/alert-manager/webhook-hmac"}},
+            "payments-slack": {"type": "slack", "webhook_url": {"secret": "alert-manager/slack"}, "allow_http": true},
+            "payments-pd": {"type": "pagerduty", "routing_key": {"secret": "alert-manager/pagerduty"}, "url": pagerduty, "allow_http": true},
+            "audit": {"type": "webhook", "url": webhook, "hmac_key": {"ssm": "/alert-manager/webhook-hmac"}, "allow_http": true},
         },
         "routes": [
             {"name": "everything-to-topic", "sinks": ["enriched"], "continue": true},

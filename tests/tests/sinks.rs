@@ -197,14 +197,15 @@ async fn a_retryable_sink_failure_fails_only_its_record_and_a_permanent_one_fail
     assert_eq!(all[before].answered, 429);
     assert_eq!(all[before + 1].answered, 200);
 
-    // A receiver that hangs: the attempt times out at the deadline, retryably.
+    // A receiver that hangs: the attempt times out before the deadline,
+    // retryably, and the invocation returns while it still has time to.
     s.pagerduty.set_behavior(Behavior::Hang);
     let to_pd = envelope("C", "payments", Status::Firing);
     let started = Instant::now();
     let report = e.process(records(&[&to_pd]), Duration::from_secs(3)).await;
     assert_eq!(report.failed_message_ids, vec!["msg-0"]);
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );

@@ -1,28 +1,40 @@
-//! Where enriched alerts go. One module per integration, each the same shape:
-//! a `Config` (serde, validated with the field named) → a client → a
-//! verdict on every failure: retryable or not. The one retry stage is
-//! [`crate::delivery`]; sinks never retry on their own.
+//! Where enriched alerts go. Every sink has the same shape, as Vector's sinks
+//! and Alertmanager's integrations do:
+//! - a `Config` (serde, `deny_unknown_fields`, a doc on every field) with
+//!   `validate()`, whose error names the field;
+//! - a sink built once per loaded routing table, holding its client;
+//! - `deliver`, which takes the envelopes routed to it and answers one
+//!   [`Outcome`] per envelope.
+//!
+//! Sinks never retry on their own: one attempt says retryable or permanent
+//! ([`alert_aws::Failure`]) and [`alert_aws::RetryStage`] retries, bounded by
+//! the invocation's [`alert_aws::Deadline`]. Adding a sink is one file here
+//! and one arm in [`SinkConfig`] and [`Sink`].
 //!
 //! Secrets (Slack URL, PagerDuty routing key, HMAC key) are [`SecretRef`]s,
-//! fetched through [`crate::secrets::SecretStore`] and never formatted into a
-//! log line or an error: HTTP errors are reported without their URL.
+//! fetched through [`SecretStore`] and never formatted into a log line or an
+//! error: HTTP errors are reported without their URL.
 
+pub mod http;
 pub mod pagerduty;
 pub mod slack;
 pub mod sns;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
 use alert_envelope::Envelope;
 use serde::Deserialize;
 
+pub use http::HttpClient;
 pub use pagerduty::{PagerDutyConfig, PagerDutySink};
 pub use slack::{SlackConfig, SlackSink};
-pub use sns::SnsSinkConfig;
+pub use sns::{SnsSink, SnsSinkConfig};
 pub use webhook::{WebhookConfig, WebhookSink};
 
-use crate::secrets::SecretRef;
+use crate::secrets::{SecretRef, SecretStore};
 
 /// A sink as declared in the routing document, by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,9 +52,9 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// Checks the settings; the error names the field.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
-            SinkConfig::Sns(c) => c.validate(),
+            SinkConfig::Sns(c) => c.topic().map(drop),
             SinkConfig::Slack(c) => c.validate(),
             SinkConfig::Pagerduty(c) => c.validate(),
             SinkConfig::Webhook(c) => c.validate(),
@@ -60,126 +72,40 @@ impl SinkConfig {
     }
 }
 
-/// Why one delivery attempt failed, and whether another attempt can help.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkError {
-    /// Another attempt may succeed (5xx, 429, timeout, connection).
-    pub retryable: bool,
-    /// Short reason for metrics: `http_500`, `throttled`, `timeout`, ...
-    pub reason: String,
-    /// What happened, for logs. Never contains a secret.
-    pub detail: String,
-    /// The receiver asked us to wait this long (429 `Retry-After`).
-    pub retry_after: Option<Duration>,
-}
-
-impl SinkError {
-    /// A failure another attempt may fix.
-    pub fn retryable(reason: impl Into<String>, detail: impl Into<String>) -> SinkError {
-        SinkError {
-            retryable: true,
-            reason: reason.into(),
-            detail: detail.into(),
-            retry_after: None,
-        }
-    }
-
-    /// A failure that retrying cannot fix.
-    pub fn permanent(reason: impl Into<String>, detail: impl Into<String>) -> SinkError {
-        SinkError {
-            retryable: false,
-            reason: reason.into(),
-            detail: detail.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl std::fmt::Display for SinkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.reason, self.detail)
-    }
-}
-
-/// Classifies an HTTP answer, in one place for every HTTP sink: 2xx is
-/// delivered; 408, 429 and 5xx are retryable (429 with its `Retry-After`);
-/// any other 4xx is permanent.
-pub fn classify_status(
-    status: reqwest::StatusCode,
-    retry_after: Option<&str>,
-    body: &str,
-) -> Result<(), SinkError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let snippet: String = body.chars().take(200).collect();
-    let code = status.as_u16();
-    let detail = format!("HTTP {code}: {snippet}");
-    let mut e = if code == 429 {
-        SinkError::retryable("throttled", detail)
-    } else if code == 408 || status.is_server_error() {
-        SinkError::retryable(format!("http_{code}"), detail)
-    } else {
-        SinkError::permanent(format!("http_{code}"), detail)
-    };
-    e.retry_after = retry_after
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    Err(e)
-}
-
-/// Classifies a transport error. The URL is removed first: a Slack webhook
-/// URL is itself the secret.
-pub fn classify_transport(e: reqwest::Error) -> SinkError {
-    let e = e.without_url();
-    if e.is_timeout() {
-        SinkError::retryable("timeout", e.to_string())
-    } else if e.is_connect() {
-        SinkError::retryable("connect", e.to_string())
-    } else if e.is_builder() {
-        SinkError::permanent("bad_request", e.to_string())
-    } else {
-        SinkError::retryable("transport", e.to_string())
-    }
-}
-
-/// POSTs a JSON body and classifies the answer.
-pub async fn post_json(
-    http: &reqwest::Client,
-    url: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-    timeout: Duration,
-) -> Result<(), SinkError> {
-    let mut req = http
-        .post(url)
-        .timeout(timeout)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(
-            reqwest::header::USER_AGENT,
-            concat!("alert-manager-enricher/", env!("CARGO_PKG_VERSION")),
-        );
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let resp = req.body(body).send().await.map_err(classify_transport)?;
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = resp.text().await.unwrap_or_default();
-    classify_status(status, retry_after.as_deref(), &body)
-}
-
-/// An HTTP sink, ready to deliver. SNS sinks are delivered in batches by the
-/// handler instead (PublishBatch), so they are not here.
+/// The clients sinks are built over, made once at init.
 #[derive(Debug, Clone)]
-pub enum HttpSink {
+pub struct SinkClients {
+    /// SNS, for the SNS sinks.
+    pub sns: aws_sdk_sns::Client,
+    /// HTTP, for the others (built on first use).
+    pub http: HttpClient,
+    /// Where the HTTP sinks' secrets come from; `None` refuses them.
+    pub secrets: Option<Arc<SecretStore>>,
+}
+
+/// What happened to one envelope at one sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Accepted, or the final failure after the retry stage.
+    pub result: Result<(), Failure>,
+    /// Time to that result, retries included.
+    pub latency: Duration,
+}
+
+/// A sink's answer for the envelopes given to it.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// One per envelope, in the order given.
+    pub outcomes: Vec<Outcome>,
+    /// AWS calls made (PublishBatch), for the call budget.
+    pub aws_calls: u64,
+}
+
+/// A sink ready to deliver.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// An SNS topic.
+    Sns(SnsSink),
     /// Slack.
     Slack(SlackSink),
     /// PagerDuty.
@@ -188,35 +114,67 @@ pub enum HttpSink {
     Webhook(WebhookSink),
 }
 
-impl HttpSink {
-    /// One attempt to deliver one envelope.
+impl Sink {
+    /// Builds the sink a config describes.
+    pub fn build(config: &SinkConfig, clients: &SinkClients) -> Result<Sink, ConfigError> {
+        let secrets = || clients.secrets.clone();
+        Ok(match config {
+            SinkConfig::Sns(c) => Sink::Sns(SnsSink::new(c.topic()?, clients.sns.clone())),
+            SinkConfig::Slack(c) => {
+                Sink::Slack(SlackSink::new(c.clone(), clients.http.clone(), secrets()))
+            }
+            SinkConfig::Pagerduty(c) => Sink::PagerDuty(PagerDutySink::new(
+                c.clone(),
+                clients.http.clone(),
+                secrets(),
+            )),
+            SinkConfig::Webhook(c) => {
+                Sink::Webhook(WebhookSink::new(c.clone(), clients.http.clone(), secrets()))
+            }
+        })
+    }
+
+    /// Delivers `envelopes`, retrying within `deadline`.
     pub async fn deliver(
         &self,
-        env: &Envelope,
-        secrets: &crate::secrets::SecretStore,
-        timeout: Duration,
-    ) -> Result<(), SinkError> {
+        envelopes: &[&Envelope],
+        deadline: &Deadline,
+        retry: &RetryStage,
+    ) -> Delivery {
         match self {
-            HttpSink::Slack(s) => s.deliver(env, secrets, timeout).await,
-            HttpSink::PagerDuty(s) => s.deliver(env, secrets, timeout).await,
-            HttpSink::Webhook(s) => s.deliver(env, secrets, timeout).await,
+            Sink::Sns(s) => s.deliver(envelopes, deadline, retry).await,
+            Sink::Slack(s) => Delivery {
+                outcomes: s.deliver(envelopes, deadline, retry).await,
+                aws_calls: 0,
+            },
+            Sink::PagerDuty(s) => Delivery {
+                outcomes: s.deliver(envelopes, deadline, retry).await,
+                aws_calls: 0,
+            },
+            Sink::Webhook(s) => Delivery {
+                outcomes: s.deliver(envelopes, deadline, retry).await,
+                aws_calls: 0,
+            },
         }
     }
 }
 
-/// Validates a secret reference field.
-pub(crate) fn validate_secret(field: &str, r: &SecretRef) -> Result<(), (String, String)> {
-    r.validate().map_err(|m| (field.to_string(), m))
+/// The secret a sink needs, or the failure that explains why it has none.
+pub(crate) async fn secret(
+    store: Option<&SecretStore>,
+    r: &SecretRef,
+    timeout: Duration,
+) -> Result<crate::secrets::Secret, Failure> {
+    match store {
+        Some(store) => store.get(r, timeout).await,
+        None => Err(Failure::permanent(
+            "secret_unset",
+            "no secret store configured",
+        )),
+    }
 }
 
-/// Validates an `http(s)://` URL field.
-pub(crate) fn validate_url(field: &str, url: &str) -> Result<(), (String, String)> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        Ok(u) => Err((
-            field.to_string(),
-            format!("scheme {:?} is not http or https", u.scheme()),
-        )),
-        Err(e) => Err((field.to_string(), format!("not a URL: {e}"))),
-    }
+/// Validates a secret reference field.
+pub(crate) fn validate_secret(field: &str, r: &SecretRef) -> Result<(), ConfigError> {
+    r.validate().map_err(|m| ConfigError::new(field, m))
 }

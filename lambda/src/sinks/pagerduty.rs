@@ -4,13 +4,16 @@
 //! closes the incident the trigger opened, and a retried record does not
 //! open a second one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
 use alert_envelope::{Envelope, Severity, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{SinkError, post_json, validate_secret, validate_url};
+use super::http::{HttpClient, deliver_each, post_json, validate_url};
+use super::{Outcome, secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 
 /// The public Events API v2 endpoint.
@@ -26,6 +29,9 @@ pub struct PagerDutyConfig {
     /// `https://events.eu.pagerduty.com/v2/enqueue`).
     #[serde(default = "default_url")]
     pub url: String,
+    /// Test only: also accept an `http://` URL (the stand-ins on loopback).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 fn default_url() -> String {
@@ -34,9 +40,9 @@ fn default_url() -> String {
 
 impl PagerDutyConfig {
     /// Checks the secret reference and the URL.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         validate_secret("routing_key", &self.routing_key)?;
-        validate_url("url", &self.url)
+        validate_url("url", &self.url, self.allow_http)
     }
 }
 
@@ -44,26 +50,42 @@ impl PagerDutyConfig {
 #[derive(Debug, Clone)]
 pub struct PagerDutySink {
     config: PagerDutyConfig,
-    http: reqwest::Client,
+    http: HttpClient,
+    secrets: Option<Arc<SecretStore>>,
 }
 
 impl PagerDutySink {
-    /// A sink over a shared HTTP client.
-    pub fn new(config: PagerDutyConfig, http: reqwest::Client) -> PagerDutySink {
-        PagerDutySink { config, http }
+    /// A sink over the shared HTTP client and secret store.
+    pub fn new(
+        config: PagerDutyConfig,
+        http: HttpClient,
+        secrets: Option<Arc<SecretStore>>,
+    ) -> PagerDutySink {
+        PagerDutySink {
+            config,
+            http,
+            secrets,
+        }
     }
 
-    /// One attempt.
+    /// Sends each envelope's event through the retry stage.
     pub async fn deliver(
         &self,
-        env: &Envelope,
-        secrets: &SecretStore,
-        timeout: Duration,
-    ) -> Result<(), SinkError> {
-        let key = secrets.get(&self.config.routing_key).await?;
+        envelopes: &[&Envelope],
+        deadline: &Deadline,
+        retry: &RetryStage,
+    ) -> Vec<Outcome> {
+        deliver_each(envelopes, deadline, retry, |env, timeout| {
+            self.attempt(env, timeout)
+        })
+        .await
+    }
+
+    async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+        let key = secret(self.secrets.as_deref(), &self.config.routing_key, timeout).await?;
         let body = serde_json::to_vec(&event(env, key.expose()))
-            .map_err(|e| SinkError::permanent("encode", e.to_string()))?;
-        post_json(&self.http, &self.config.url, &[], body, timeout).await
+            .map_err(|e| Failure::permanent("encode", e.to_string()))?;
+        post_json(self.http.get(), &self.config.url, &[], body, timeout).await
     }
 }
 

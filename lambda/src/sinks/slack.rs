@@ -8,14 +8,22 @@
 //! Slack has no idempotency key: a record retried as a whole (SQS) can post
 //! the same alert twice. The message shows the envelope id so a reader can
 //! tell.
+//!
+//! Every user-controlled string is escaped before Slack sees it, the
+//! notification fallback and link targets included: an annotation saying
+//! `<!channel>` must not ping a channel, and `<https://evil|Re-login>` must
+//! not become a link.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
 use alert_envelope::{Envelope, Severity, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{SinkError, post_json, validate_secret};
+use super::http::{HttpClient, deliver_each, post_json};
+use super::{Outcome, secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 
 /// A Slack sink.
@@ -27,6 +35,9 @@ pub struct SlackConfig {
     /// EC2 tags shown in the message, in order, when present.
     #[serde(default = "default_key_tags")]
     pub key_tags: Vec<String>,
+    /// Test only: also accept an `http://` webhook URL (the stand-ins on loopback).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 fn default_key_tags() -> Vec<String> {
@@ -44,7 +55,7 @@ fn default_key_tags() -> Vec<String> {
 
 impl SlackConfig {
     /// Checks the secret reference.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         validate_secret("webhook_url", &self.webhook_url)
     }
 }
@@ -53,26 +64,45 @@ impl SlackConfig {
 #[derive(Debug, Clone)]
 pub struct SlackSink {
     config: SlackConfig,
-    http: reqwest::Client,
+    http: HttpClient,
+    secrets: Option<Arc<SecretStore>>,
 }
 
 impl SlackSink {
-    /// A sink over a shared HTTP client.
-    pub fn new(config: SlackConfig, http: reqwest::Client) -> SlackSink {
-        SlackSink { config, http }
+    /// A sink over the shared HTTP client and secret store.
+    pub fn new(
+        config: SlackConfig,
+        http: HttpClient,
+        secrets: Option<Arc<SecretStore>>,
+    ) -> SlackSink {
+        SlackSink {
+            config,
+            http,
+            secrets,
+        }
     }
 
-    /// One attempt.
+    /// Posts each envelope's message through the retry stage.
     pub async fn deliver(
         &self,
-        env: &Envelope,
-        secrets: &SecretStore,
-        timeout: Duration,
-    ) -> Result<(), SinkError> {
-        let url = secrets.get(&self.config.webhook_url).await?;
+        envelopes: &[&Envelope],
+        deadline: &Deadline,
+        retry: &RetryStage,
+    ) -> Vec<Outcome> {
+        deliver_each(envelopes, deadline, retry, |env, timeout| {
+            self.attempt(env, timeout)
+        })
+        .await
+    }
+
+    async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+        // The webhook URL is the secret; it is never formatted into an error.
+        let url = secret(self.secrets.as_deref(), &self.config.webhook_url, timeout).await?;
+        super::http::validate_url("webhook_url", url.expose(), self.config.allow_http)
+            .map_err(|e| Failure::permanent("insecure_url", e.to_string()))?;
         let body = serde_json::to_vec(&message(env, &self.config.key_tags))
-            .map_err(|e| SinkError::permanent("encode", e.to_string()))?;
-        post_json(&self.http, url.expose(), &[], body, timeout).await
+            .map_err(|e| Failure::permanent("encode", e.to_string()))?;
+        post_json(self.http.get(), url.expose(), &[], body, timeout).await
     }
 }
 
@@ -91,6 +121,13 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// A mrkdwn link `<target|label>`. The target is escaped, and `|` in it is
+/// percent-encoded, so a URL cannot end the link early and bring its own
+/// label or a second link.
+pub fn link(target: &str, label: &str) -> String {
+    format!("<{}|{}>", escape(target).replace('|', "%7C"), escape(label))
 }
 
 fn cut(text: &str, max: usize) -> String {
@@ -171,11 +208,11 @@ pub fn message(env: &Envelope, key_tags: &[String]) -> Value {
         format!("{}/{namespace}", env.cluster)
     };
     let fallback = cut(
-        &format!(
+        &escape(&format!(
             "[{status}] {} ({}) {place}: {summary}",
             env.alertname,
             env.severity.as_str()
-        ),
+        )),
         3000,
     );
 
@@ -227,7 +264,7 @@ pub fn message(env: &Envelope, key_tags: &[String]) -> Value {
     }
     let mut links = Vec::new();
     if let Some(u) = &env.generator_url {
-        links.push(format!("<{u}|Source>"));
+        links.push(link(u, "Source"));
     }
     if let Some(u) = env
         .enrichment
@@ -235,12 +272,12 @@ pub fn message(env: &Envelope, key_tags: &[String]) -> Value {
         .and_then(|e| e.cloudwatch.as_ref())
         .and_then(|c| c.console_url.as_ref())
     {
-        links.push(format!("<{u}|CloudWatch>"));
+        links.push(link(u, "CloudWatch"));
     }
     if let Some(u) = &env.external_url {
-        links.push(format!("<{u}|Alertmanager>"));
+        links.push(link(u, "Alertmanager"));
     }
-    let mut context = vec![json!({"type": "mrkdwn", "text": format!("id `{}`", env.id)})];
+    let mut context = vec![json!({"type": "mrkdwn", "text": format!("id `{}`", escape(&env.id))})];
     if !links.is_empty() {
         context.push(json!({"type": "mrkdwn", "text": links.join(" · ")}));
     }
@@ -250,4 +287,59 @@ pub fn message(env: &Envelope, key_tags: &[String]) -> Value {
         "text": fallback,
         "attachments": [{"color": colour(env), "fallback": fallback, "blocks": blocks}],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hostile() -> Envelope {
+        let mut env = Envelope::from_json(include_str!(
+            "../../../docs/examples/enriched-envelope.json"
+        ))
+        .unwrap();
+        let bad = "<!channel> <@U123> <https://evil|x> & co";
+        env.alertname = format!("Disk {bad}");
+        env.annotations.insert("summary".into(), bad.into());
+        env.generator_url = Some("https://prom/graph?a=1&b=<2>|<https://evil|Re-login>".into());
+        env.external_url = Some("https://am|evil>".into());
+        env
+    }
+
+    #[test]
+    fn user_strings_arrive_escaped_everywhere() {
+        let mut msg = message(&hostile(), &default_key_tags());
+        // The header is plain_text, which Slack never parses for mentions or
+        // links; everything else is mrkdwn.
+        let blocks = msg["attachments"][0]["blocks"].as_array_mut().unwrap();
+        assert_eq!(blocks[0]["text"]["type"], "plain_text");
+        blocks.remove(0);
+        let text = serde_json::to_string(&msg).unwrap();
+        for raw in [
+            "<!channel>",
+            "<@U123>",
+            "<https://evil|x>",
+            "<https://evil|Re-login>",
+            "& co",
+        ] {
+            assert!(
+                !text.contains(raw),
+                "{raw:?} reached Slack unescaped: {text}"
+            );
+        }
+        let fallback = msg["text"].as_str().unwrap();
+        assert!(
+            fallback.contains("&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|x&gt; &amp; co"),
+            "{fallback}"
+        );
+        assert_eq!(msg["attachments"][0]["fallback"], msg["text"]);
+    }
+
+    #[test]
+    fn a_link_target_cannot_close_the_link_or_bring_a_label() {
+        assert_eq!(
+            link("https://x/?a=1&b=<2>|<https://evil|y>", "Source"),
+            "<https://x/?a=1&amp;b=&lt;2&gt;%7C&lt;https://evil%7Cy&gt;|Source>"
+        );
+    }
 }

@@ -6,13 +6,16 @@
 //! `t` values rejects replays. `X-Alert-Id` carries the envelope id, so a
 //! receiver can drop the duplicate a retried record may produce.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
 use alert_envelope::Envelope;
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 
-use super::{SinkError, post_json, validate_secret, validate_url};
+use super::http::{HttpClient, deliver_each, post_json, validate_url};
+use super::{Outcome, secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 
 /// Header carrying the signature.
@@ -24,16 +27,19 @@ pub const ID_HEADER: &str = "X-Alert-Id";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Receiver URL (https in production).
+    /// Receiver URL; `https://` only.
     pub url: String,
     /// Where the HMAC key is stored (it is a secret).
     pub hmac_key: SecretRef,
+    /// Test only: also accept an `http://` URL (the stand-ins on loopback).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 impl WebhookConfig {
     /// Checks the URL and the secret reference.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        validate_url("url", &self.url)?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_url("url", &self.url, self.allow_http)?;
         validate_secret("hmac_key", &self.hmac_key)
     }
 }
@@ -42,7 +48,8 @@ impl WebhookConfig {
 #[derive(Debug, Clone)]
 pub struct WebhookSink {
     config: WebhookConfig,
-    http: reqwest::Client,
+    http: HttpClient,
+    secrets: Option<Arc<SecretStore>>,
 }
 
 /// The signature header value for `body` signed at `t`.
@@ -59,21 +66,37 @@ pub fn signature(key: &[u8], t: i64, body: &[u8]) -> String {
 }
 
 impl WebhookSink {
-    /// A sink over a shared HTTP client.
-    pub fn new(config: WebhookConfig, http: reqwest::Client) -> WebhookSink {
-        WebhookSink { config, http }
+    /// A sink over the shared HTTP client and secret store.
+    pub fn new(
+        config: WebhookConfig,
+        http: HttpClient,
+        secrets: Option<Arc<SecretStore>>,
+    ) -> WebhookSink {
+        WebhookSink {
+            config,
+            http,
+            secrets,
+        }
+    }
+
+    /// Posts each envelope through the retry stage.
+    pub async fn deliver(
+        &self,
+        envelopes: &[&Envelope],
+        deadline: &Deadline,
+        retry: &RetryStage,
+    ) -> Vec<Outcome> {
+        deliver_each(envelopes, deadline, retry, |env, timeout| {
+            self.attempt(env, timeout)
+        })
+        .await
     }
 
     /// One attempt; each attempt is signed anew with the current time.
-    pub async fn deliver(
-        &self,
-        env: &Envelope,
-        secrets: &SecretStore,
-        timeout: Duration,
-    ) -> Result<(), SinkError> {
-        let key = secrets.get(&self.config.hmac_key).await?;
+    async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+        let key = secret(self.secrets.as_deref(), &self.config.hmac_key, timeout).await?;
         let body =
-            serde_json::to_vec(env).map_err(|e| SinkError::permanent("encode", e.to_string()))?;
+            serde_json::to_vec(env).map_err(|e| Failure::permanent("encode", e.to_string()))?;
         let t = jiff::Timestamp::now().as_second();
         let headers = [
             (
@@ -82,6 +105,6 @@ impl WebhookSink {
             ),
             (ID_HEADER, env.id.clone()),
         ];
-        post_json(&self.http, &self.config.url, &headers, body, timeout).await
+        post_json(self.http.get(), &self.config.url, &headers, body, timeout).await
     }
 }

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use alert_aws::RetryStage;
 use alert_envelope::{Envelope, SCHEMA_V1, Severity, Source, Status, derive_id, label_fingerprint};
 use alert_manager_enricher::Enricher;
 use alert_manager_enricher::config::EnricherArgs;
-use alert_manager_enricher::delivery::Backoff;
 use alert_manager_enricher::event::Record;
 use alert_manager_enricher::routes_source::{Routes, RoutesSource};
 use alert_manager_enricher::secrets::SecretStore;
@@ -40,10 +40,12 @@ sinks:
   team-slack:
     type: slack
     webhook_url: {{secret: alert-manager/slack}}
+    allow_http: true
   team-pd:
     type: pagerduty
     routing_key: {{secret: alert-manager/pagerduty, key: payments}}
     url: {pd}
+    allow_http: true
   team-topic:
     type: sns
     topic_arn: {team_topic}
@@ -51,6 +53,7 @@ sinks:
     type: webhook
     url: {hook}
     hmac_key: {{ssm: /alert-manager/webhook-hmac}}
+    allow_http: true
 routes:
   - name: topic
     sinks: [enriched]
@@ -127,6 +130,15 @@ pub async fn stack() -> Stack {
 }
 
 pub async fn enricher(s: &Stack, routes_ttl: Duration) -> Enricher {
+    enricher_with_ec2(s, routes_ttl, aws_sdk_ec2::Client::new(&s.config)).await
+}
+
+/// Like [`enricher`], with this EC2 client (a stalling endpoint, say).
+pub async fn enricher_with_ec2(
+    s: &Stack,
+    routes_ttl: Duration,
+    ec2: aws_sdk_ec2::Client,
+) -> Enricher {
     let config =
         EnricherArgs::try_parse_from(["alert-manager-enricher", "--enriched-topic-arn", &s.topic])
             .unwrap()
@@ -149,16 +161,16 @@ pub async fn enricher(s: &Stack, routes_ttl: Duration) -> Enricher {
     );
     Enricher::new(
         config,
-        aws_sdk_ec2::Client::new(&s.config),
+        ec2,
         aws_sdk_cloudwatch::Client::new(&s.config),
         aws_sdk_sns::Client::new(&s.config),
         REGION.into(),
     )
     .with_delivery(routes, secrets)
-    .with_backoff(Backoff {
-        min_delay: Duration::from_millis(50),
-        max_delay: Duration::from_millis(300),
-    })
+    .with_retry(RetryStage::new(
+        Duration::from_millis(50),
+        Duration::from_millis(300),
+    ))
 }
 
 pub fn envelope(name: &str, team: &str, status: Status) -> Envelope {
@@ -204,6 +216,7 @@ pub fn records(envs: &[&Envelope]) -> Vec<Record> {
         .map(|(i, e)| Record {
             message_id: format!("msg-{i}"),
             body: serde_json::to_string(e).unwrap(),
+            group: None,
         })
         .collect()
 }

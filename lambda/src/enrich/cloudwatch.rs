@@ -5,21 +5,26 @@
 //! to now), so the batch needs one call per 500 queries; each alert's summary
 //! is then computed over its own window.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use alert_aws::classify_sdk_error;
-use alert_envelope::{MetricPoint, MetricSummary};
+use alert_aws::{Deadline, classify_sdk_error};
+use alert_envelope::{CloudWatchEnrichment, Envelope, MetricPoint, MetricSummary};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 
-use crate::config::MetricSpec;
+use crate::config::{MetricSpec, MetricsConfig};
+
+/// Points kept per series in an envelope: enough for a sparkline, small for SNS.
+pub const MAX_POINTS: usize = 30;
+/// Metrics never reach further back than this, whatever `starts_at` says.
+pub const MAX_LOOKBACK: Duration = Duration::from_secs(3 * 3600);
 
 /// Most queries GetMetricData takes in one call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
 
 /// One series to fetch: an instance and a metric spec.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {
     /// Instance id (the `InstanceId` dimension).
     pub instance_id: String,
@@ -31,46 +36,131 @@ pub struct SeriesKey {
 #[derive(Debug, Clone)]
 pub struct CloudWatchEnricher {
     client: aws_sdk_cloudwatch::Client,
-    period_seconds: u32,
+    metrics: MetricsConfig,
+    region: String,
+}
+
+/// The metrics of one batch: every series, and the calls made.
+#[derive(Debug, Default)]
+pub struct BatchMetrics {
+    series: HashMap<SeriesKey, Result<Vec<MetricPoint>, String>>,
+    start: i64,
+    now: i64,
+    /// GetMetricData calls made.
+    pub calls: usize,
 }
 
 impl CloudWatchEnricher {
-    /// An enricher with the given period (a multiple of 60).
-    pub fn new(client: aws_sdk_cloudwatch::Client, period_seconds: u32) -> Self {
+    /// An enricher fetching what `metrics` says; `region` is for console links.
+    pub fn new(client: aws_sdk_cloudwatch::Client, metrics: MetricsConfig, region: String) -> Self {
         CloudWatchEnricher {
             client,
-            period_seconds,
+            metrics,
+            region,
         }
     }
 
-    /// Period of each point.
-    pub fn period_seconds(&self) -> u32 {
-        self.period_seconds
+    /// Every series the batch needs, over one window, in as few calls as fit.
+    pub async fn fetch_batch(
+        &self,
+        envelopes: &[Envelope],
+        instance_of: impl Fn(&Envelope) -> Option<String>,
+        deadline: &Deadline,
+    ) -> BatchMetrics {
+        let now = jiff::Timestamp::now().as_second();
+        let mut series: BTreeSet<SeriesKey> = BTreeSet::new();
+        let mut start = now;
+        for env in envelopes {
+            let Some(id) = instance_of(env) else { continue };
+            let (specs, window) = self.metrics.metrics_for(env);
+            start = start.min(env.starts_at.as_second() - window.as_secs() as i64);
+            for spec in specs {
+                series.insert(SeriesKey {
+                    instance_id: id.clone(),
+                    spec: spec.clone(),
+                });
+            }
+        }
+        let start = start.max(now - MAX_LOOKBACK.as_secs() as i64);
+        let keys: Vec<SeriesKey> = series.into_iter().collect();
+        let (series, calls) = if keys.is_empty() {
+            (HashMap::new(), 0)
+        } else {
+            self.fetch(&keys, start, now, deadline).await
+        };
+        BatchMetrics {
+            series,
+            start,
+            now,
+            calls,
+        }
+    }
+
+    /// One envelope's summaries over its own window, or the failure message.
+    pub fn summaries(
+        &self,
+        env: &Envelope,
+        instance_id: &str,
+        batch: &BatchMetrics,
+    ) -> (Option<CloudWatchEnrichment>, Option<String>) {
+        let (specs, window) = self.metrics.metrics_for(env);
+        let from = env.starts_at.as_second() - window.as_secs() as i64;
+        let mut summaries = Vec::new();
+        let mut failure = None;
+        for spec in specs {
+            let key = SeriesKey {
+                instance_id: instance_id.to_string(),
+                spec: spec.clone(),
+            };
+            match batch.series.get(&key) {
+                Some(Ok(points)) => summaries.push(summarize(spec, points, from, MAX_POINTS)),
+                Some(Err(e)) => failure = Some(e.clone()),
+                None => {}
+            }
+        }
+        let enrichment = (!summaries.is_empty()).then(|| CloudWatchEnrichment {
+            window_start: jiff::Timestamp::from_second(from.max(batch.start))
+                .unwrap_or(env.starts_at),
+            window_end: jiff::Timestamp::from_second(batch.now).unwrap_or(env.starts_at),
+            period_seconds: self.metrics.period_seconds,
+            metrics: summaries,
+            console_url: Some(console_url(&self.region, instance_id)),
+        });
+        (enrichment, failure)
     }
 
     /// Points of every series between `start` and `end` (epoch seconds),
     /// oldest first; and the number of calls made. A failed call fails the
     /// series it carried, with the message.
-    pub async fn fetch(
+    async fn fetch(
         &self,
         series: &[SeriesKey],
         start: i64,
         end: i64,
-        timeout: Duration,
+        deadline: &Deadline,
     ) -> (HashMap<SeriesKey, Result<Vec<MetricPoint>, String>>, usize) {
         let mut out = HashMap::new();
         let mut calls = 0;
-        let period = self.period_seconds as i64;
+        let period = self.metrics.period_seconds as i64;
         let start = start - start.rem_euclid(period);
         for (chunk_index, chunk) in series.chunks(MAX_QUERIES_PER_CALL).enumerate() {
             let queries: Vec<MetricDataQuery> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, key)| query(&format!("q{chunk_index}_{i}"), key, self.period_seconds))
+                .map(|(i, key)| {
+                    query(
+                        &format!("q{chunk_index}_{i}"),
+                        key,
+                        self.metrics.period_seconds,
+                    )
+                })
                 .collect();
             let mut points: HashMap<String, Vec<MetricPoint>> = HashMap::new();
             let mut next_token: Option<String> = None;
             let result: Result<(), String> = loop {
+                let Some(timeout) = deadline.timeout(alert_aws::sdk::ATTEMPT_TIMEOUT) else {
+                    break Err("GetMetricData not sent: no time left before the deadline".into());
+                };
                 calls += 1;
                 let call = self
                     .client
@@ -82,7 +172,12 @@ impl CloudWatchEnricher {
                     .set_next_token(next_token.take())
                     .send();
                 match tokio::time::timeout(timeout, call).await {
-                    Err(_) => break Err(format!("GetMetricData timed out after {timeout:?}")),
+                    Err(_) => {
+                        break Err(format!(
+                            "GetMetricData timed out after {} ms",
+                            timeout.as_millis()
+                        ));
+                    }
                     Ok(Err(e)) => {
                         let c = classify_sdk_error(&e);
                         break Err(format!("GetMetricData failed ({}): {}", c.reason, c.detail));

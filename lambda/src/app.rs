@@ -1,0 +1,121 @@
+//! Init: settings, clients (once), the routing document and the secret
+//! store, and the `route` dry-run tool.
+
+use std::fmt::Write;
+
+use alert_aws::sdk::{LogFormat, init_logging, sdk_config};
+
+use crate::config::{EnricherArgs, EnricherCommand};
+use crate::routes_source::Routes;
+use crate::routing::RoutingTable;
+use crate::secrets::SecretStore;
+use crate::{Enricher, Error};
+
+/// What the binary was asked to do.
+#[derive(Debug)]
+pub enum Mode {
+    /// Serve the Lambda Runtime API.
+    Lambda(Box<EnricherArgs>),
+    /// The `route` tool's report, or its error.
+    Tool(Result<String, String>),
+}
+
+/// Reads the command line and environment.
+pub fn mode(args: EnricherArgs) -> Mode {
+    match &args.command {
+        Some(EnricherCommand::Route { config, envelope }) => {
+            Mode::Tool(route_dry_run(config, envelope))
+        }
+        None => Mode::Lambda(Box::new(args)),
+    }
+}
+
+/// Success, after `()` (what a print returns).
+pub fn done(_: ()) -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}
+
+/// Says why on stderr and exits with `code`.
+pub fn fail(message: &str, code: u8) -> std::process::ExitCode {
+    eprintln!("alert-manager-enricher: {message}");
+    std::process::ExitCode::from(code)
+}
+
+/// Builds the enricher: logging, settings, SDK clients and the routing
+/// document. Any problem is an error naming the setting.
+pub async fn init(args: EnricherArgs) -> Result<Enricher, Error> {
+    init_logging(LogFormat::Json);
+    let config = args.validate()?;
+    let sdk = sdk_config().await;
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let routes = Routes::load(config.routes.clone(), ssm.clone()).await?;
+    let secrets = SecretStore::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        ssm,
+        config.secrets_ttl,
+    );
+    Ok(Enricher::new(
+        config,
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_cloudwatch::Client::new(&sdk),
+        aws_sdk_sns::Client::new(&sdk),
+        region,
+    )
+    .with_delivery(routes, secrets))
+}
+
+/// The `route` dry-run: loads a routing document and an envelope and says
+/// which routes match and which sinks would get it.
+pub fn route_dry_run(
+    config: &std::path::Path,
+    envelope: &std::path::Path,
+) -> Result<String, String> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
+    let table = RoutingTable::parse(&text)
+        .map_err(|e| format!("{}: invalid routing document at {e}", config.display()))?;
+    let body = std::fs::read_to_string(envelope)
+        .map_err(|e| format!("{}: cannot read: {e}", envelope.display()))?;
+    let env = alert_envelope::Envelope::from_json(&body)
+        .map_err(|e| format!("{}: not an envelope: {e}", envelope.display()))?;
+    let decision = table.route(&env);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "envelope {} {} ({}, {}) cluster={} namespace={} team={}",
+        env.id,
+        env.alertname,
+        env.severity.as_str(),
+        env.status.as_str(),
+        env.cluster,
+        env.namespace().unwrap_or("-"),
+        env.team().unwrap_or("-")
+    );
+    for route in &table.routes {
+        let matched = decision.routes.contains(&route.name);
+        let _ = writeln!(
+            out,
+            "  {} {}{}",
+            if matched { "MATCH" } else { "-    " },
+            route.name,
+            if matched && route.continue_matching {
+                " (continue)"
+            } else {
+                ""
+            }
+        );
+    }
+    if decision.routes.is_empty() {
+        let _ = writeln!(out, "  no route matched: default route");
+    }
+    let _ = writeln!(out, "sinks:");
+    for sink in &decision.sinks {
+        let kind = table
+            .sinks
+            .get(sink)
+            .map_or("sns (ENRICHED_TOPIC_ARN)", |s| s.kind());
+        let _ = writeln!(out, "  {sink} ({kind})");
+    }
+    Ok(out)
+}
