@@ -22,24 +22,11 @@ pub use error::Error;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
-/// Loads the AWS config from the default chain. SDK retries are off for the
-/// publisher (it is the one retry stage); each call has a timeout.
-pub async fn aws_config() -> aws_config::SdkConfig {
-    use aws_config::retry::RetryConfig;
-    use aws_config::timeout::TimeoutConfig;
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .load()
-        .await
-}
+/// The AWS config from the default chain (IRSA, Pod Identity), shared with
+/// the enricher: SDK retries off (the publisher is the one retry stage), and
+/// a timeout on each call.
+pub use alert_aws::sdk::sdk_config as aws_config;
 
 /// Serves the webhook and metrics until SIGTERM/SIGINT, then drains.
 pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(), Error> {

@@ -11,6 +11,7 @@
 
 pub mod arn;
 pub mod config;
+pub mod deadline;
 pub mod errors;
 pub mod retry;
 pub mod sdk;
@@ -18,8 +19,9 @@ pub mod sns;
 
 pub use arn::TopicArn;
 pub use config::ConfigError;
+pub use deadline::Deadline;
 pub use errors::{Classified, Failure, Verdict, classify_code, classify_sdk_error};
-pub use retry::{Deadline, RetryStage};
+pub use retry::RetryStage;
 pub use sns::{
     PreparedMessage, PublishOutcome, RetryPolicy, SnsPublisher, prepare, prepare_with_attributes,
 };

@@ -15,83 +15,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use tokio::time::Instant;
 
+pub use crate::deadline::Deadline;
 use crate::errors::Failure;
-
-/// The end of the time one invocation (or one publish) has, and the margin
-/// kept before it for reporting what happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    at: Instant,
-    margin: Duration,
-}
-
-impl Deadline {
-    /// What a Lambda keeps for writing its response and metrics after the
-    /// last attempt.
-    pub const DEFAULT_MARGIN: Duration = Duration::from_millis(500);
-
-    /// A deadline `total` from now, keeping [`Deadline::DEFAULT_MARGIN`].
-    pub fn within(total: Duration) -> Deadline {
-        Deadline::at(Instant::now() + total, Deadline::DEFAULT_MARGIN)
-    }
-
-    /// A deadline at `at`, keeping `margin` before it.
-    pub fn at(at: Instant, margin: Duration) -> Deadline {
-        Deadline { at, margin }
-    }
-
-    /// The deadline of a Lambda invocation, from the context's `deadline`
-    /// (epoch milliseconds), but at least `at_least` from now.
-    ///
-    /// Real Lambda starts the clock when it hands the event over, so the
-    /// floor never applies there. The Runtime API emulator (`cargo lambda
-    /// watch`) stamps the deadline when the invoke arrives, which can be
-    /// minutes before a function still being built first takes the event.
-    pub fn from_epoch_millis(deadline_ms: u64, at_least: Duration) -> Deadline {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-        Deadline::within(left.max(at_least))
-    }
-
-    /// The same deadline, or an earlier one so that at most `cap` is left.
-    pub fn capped(self, cap: Duration) -> Deadline {
-        let capped = Instant::now() + cap + self.margin;
-        Deadline {
-            at: self.at.min(capped),
-            margin: self.margin,
-        }
-    }
-
-    /// Time left for work: until the deadline, minus the margin.
-    pub fn remaining(&self) -> Duration {
-        self.at
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(self.margin)
-    }
-
-    /// The timeout for one call capped at `cap`, or `None` when less than the
-    /// margin is left and no call may start.
-    pub fn timeout(&self, cap: Duration) -> Option<Duration> {
-        let left = self.remaining();
-        (!left.is_zero()).then(|| cap.min(left))
-    }
-
-    /// The failure of work that did not finish before the deadline.
-    pub fn expired() -> Failure {
-        Failure::retryable("deadline", "no time left before the deadline")
-    }
-}
-
-impl From<Duration> for Deadline {
-    /// A deadline `total` from now.
-    fn from(total: Duration) -> Deadline {
-        Deadline::within(total)
-    }
-}
 
 /// The backoff between attempts: exponential from `min_delay`, doubling up
 /// to `max_delay`, each delay with up to 100% jitter added (so a delay lies
@@ -178,11 +104,9 @@ impl RetryStage {
             let Some(timeout) = deadline.timeout(cap) else {
                 break;
             };
-            let answered =
-                match tokio::time::timeout(timeout, attempt(pending.clone(), timeout)).await {
-                    Ok(answers) => answers,
-                    Err(_) => Vec::new(),
-                };
+            let answered = tokio::time::timeout(timeout, attempt(pending.clone(), timeout))
+                .await
+                .unwrap_or_default();
             let mut answers = answered.into_iter();
             let mut again = Vec::new();
             let mut wait = Duration::ZERO;
@@ -230,6 +154,8 @@ impl RetryStage {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::time::Instant;
 
     use super::*;
 
@@ -431,12 +357,5 @@ mod tests {
             .await;
         assert_eq!(result.unwrap_err().reason, "deadline");
         assert_eq!(calls.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn capped_only_moves_the_deadline_earlier() {
-        let d = Deadline::within(Duration::from_secs(10));
-        assert!(d.capped(Duration::from_secs(2)).remaining() <= Duration::from_secs(2));
-        assert!(d.capped(Duration::from_secs(60)).remaining() <= Duration::from_millis(9500));
     }
 }

@@ -30,9 +30,15 @@ pub fn mode(args: EnricherArgs) -> Mode {
     }
 }
 
-/// Success, after `()` (what a print returns).
-pub fn done(_: ()) -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+/// Prints a tool's report, or says why it failed (exit 2).
+pub fn print_report(result: Result<String, String>) -> std::process::ExitCode {
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("route: {e}"), 2),
+    }
 }
 
 /// Says why on stderr and exits with `code`.

@@ -10,8 +10,7 @@ use serde_json::Value;
 
 fn main() -> ExitCode {
     let args = match app::mode(EnricherArgs::parse()) {
-        Mode::Tool(Ok(report)) => return app::done(print!("{report}")),
-        Mode::Tool(Err(e)) => return app::fail(&format!("route: {e}"), 2),
+        Mode::Tool(result) => return app::print_report(result),
         Mode::Lambda(args) => *args,
     };
     match tokio::runtime::Builder::new_multi_thread()
@@ -20,7 +19,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime
             .block_on(run(args))
-            .map_or_else(|e| app::fail(&e.to_string(), 1), app::done),
+            .map_or_else(|e| app::fail(&e.to_string(), 1), |()| ExitCode::SUCCESS),
         Err(e) => app::fail(&format!("cannot start the async runtime: {e}"), 1),
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use alert_aws::{Deadline, RetryStage};
 use alert_envelope::{AwsContext, Envelope, Status};
 use alert_manager_enricher::secrets::SecretStore;
-use alert_manager_enricher::sinks::{HttpClient, WebhookConfig, WebhookSink};
+use alert_manager_enricher::sinks::{HttpClient, Sink, WebhookConfig, WebhookSink};
 use alert_manager_tests::Behavior;
 use serde_json::{Value, json};
 use sinks_support::{enricher, enricher_with_ec2, envelope, records, stack};
@@ -270,7 +270,11 @@ async fn a_redirecting_receiver_is_refused_and_its_target_gets_nothing() {
         aws_sdk_ssm::Client::new(&s.config),
         Duration::from_secs(60),
     );
-    let sink = WebhookSink::new(config, HttpClient::default(), Some(Arc::new(secrets)));
+    let sink = Sink::Webhook(WebhookSink::new(
+        config,
+        HttpClient::default(),
+        Some(Arc::new(secrets)),
+    ));
     let env = envelope("Redirected", "audit-only", Status::Firing);
     let outcomes = sink
         .deliver(
@@ -278,7 +282,8 @@ async fn a_redirecting_receiver_is_refused_and_its_target_gets_nothing() {
             &Deadline::within(Duration::from_secs(5)),
             &RetryStage::new(Duration::from_millis(50), Duration::from_millis(100)),
         )
-        .await;
+        .await
+        .outcomes;
     let failure = outcomes[0].result.clone().unwrap_err();
     assert!(!failure.is_retryable(), "{failure}");
     assert_eq!(failure.reason, "http_307");

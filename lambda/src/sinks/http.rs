@@ -14,7 +14,7 @@ use alert_envelope::Envelope;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::Outcome;
+use super::{Delivery, Outcome};
 
 /// HTTP deliveries in flight at once per sink and invocation.
 pub const HTTP_CONCURRENCY: usize = 8;
@@ -150,12 +150,12 @@ pub async fn post_json(
 
 /// Delivers each envelope on its own through the retry stage, at most
 /// [`HTTP_CONCURRENCY`] at once; `attempt(envelope, timeout)` is one try.
-pub async fn deliver_each<'a, F, Fut>(
+pub async fn delivery<'a, F, Fut>(
     envelopes: &[&'a Envelope],
     deadline: &Deadline,
     retry: &RetryStage,
     attempt: F,
-) -> Vec<Outcome>
+) -> Delivery
 where
     F: Fn(&'a Envelope, Duration) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
@@ -179,7 +179,10 @@ where
         .collect()
         .await;
     outcomes.sort_by_key(|(i, _)| *i);
-    outcomes.into_iter().map(|(_, o)| o).collect()
+    Delivery {
+        outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+        aws_calls: 0,
+    }
 }
 
 /// Validates a URL field: `https://` only, unless `allow_http` (the test

@@ -143,18 +143,15 @@ impl Sink {
     ) -> Delivery {
         match self {
             Sink::Sns(s) => s.deliver(envelopes, deadline, retry).await,
-            Sink::Slack(s) => Delivery {
-                outcomes: s.deliver(envelopes, deadline, retry).await,
-                aws_calls: 0,
-            },
-            Sink::PagerDuty(s) => Delivery {
-                outcomes: s.deliver(envelopes, deadline, retry).await,
-                aws_calls: 0,
-            },
-            Sink::Webhook(s) => Delivery {
-                outcomes: s.deliver(envelopes, deadline, retry).await,
-                aws_calls: 0,
-            },
+            Sink::Slack(s) => {
+                http::delivery(envelopes, deadline, retry, |e, t| s.attempt(e, t)).await
+            }
+            Sink::PagerDuty(s) => {
+                http::delivery(envelopes, deadline, retry, |e, t| s.attempt(e, t)).await
+            }
+            Sink::Webhook(s) => {
+                http::delivery(envelopes, deadline, retry, |e, t| s.attempt(e, t)).await
+            }
         }
     }
 }

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
+use alert_aws::{ConfigError, Failure};
 use alert_envelope::{Envelope, Severity, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{HttpClient, deliver_each, post_json, validate_url};
-use super::{Outcome, secret, validate_secret};
+use super::http::{HttpClient, post_json, validate_url};
+use super::{secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 
 /// The public Events API v2 endpoint.
@@ -68,20 +68,8 @@ impl PagerDutySink {
         }
     }
 
-    /// Sends each envelope's event through the retry stage.
-    pub async fn deliver(
-        &self,
-        envelopes: &[&Envelope],
-        deadline: &Deadline,
-        retry: &RetryStage,
-    ) -> Vec<Outcome> {
-        deliver_each(envelopes, deadline, retry, |env, timeout| {
-            self.attempt(env, timeout)
-        })
-        .await
-    }
-
-    async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+    /// One attempt; [`super::Sink::deliver`] runs it through the retry stage.
+    pub async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
         let key = secret(self.secrets.as_deref(), &self.config.routing_key, timeout).await?;
         let body = serde_json::to_vec(&event(env, key.expose()))
             .map_err(|e| Failure::permanent("encode", e.to_string()))?;

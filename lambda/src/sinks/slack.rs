@@ -17,13 +17,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
+use alert_aws::{ConfigError, Failure};
 use alert_envelope::{Envelope, Severity, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{HttpClient, deliver_each, post_json};
-use super::{Outcome, secret, validate_secret};
+use super::http::{HttpClient, post_json};
+use super::{secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 
 /// A Slack sink.
@@ -82,20 +82,8 @@ impl SlackSink {
         }
     }
 
-    /// Posts each envelope's message through the retry stage.
-    pub async fn deliver(
-        &self,
-        envelopes: &[&Envelope],
-        deadline: &Deadline,
-        retry: &RetryStage,
-    ) -> Vec<Outcome> {
-        deliver_each(envelopes, deadline, retry, |env, timeout| {
-            self.attempt(env, timeout)
-        })
-        .await
-    }
-
-    async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+    /// One attempt; [`super::Sink::deliver`] runs it through the retry stage.
+    pub async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
         // The webhook URL is the secret; it is never formatted into an error.
         let url = secret(self.secrets.as_deref(), &self.config.webhook_url, timeout).await?;
         super::http::validate_url("webhook_url", url.expose(), self.config.allow_http)

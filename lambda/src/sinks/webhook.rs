@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
+use alert_aws::{ConfigError, Failure};
 use alert_envelope::Envelope;
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 
-use super::http::{HttpClient, deliver_each, post_json, validate_url};
-use super::{Outcome, secret, validate_secret};
+use super::http::{HttpClient, post_json, validate_url};
+use super::{secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 
 /// Header carrying the signature.
@@ -79,21 +79,9 @@ impl WebhookSink {
         }
     }
 
-    /// Posts each envelope through the retry stage.
-    pub async fn deliver(
-        &self,
-        envelopes: &[&Envelope],
-        deadline: &Deadline,
-        retry: &RetryStage,
-    ) -> Vec<Outcome> {
-        deliver_each(envelopes, deadline, retry, |env, timeout| {
-            self.attempt(env, timeout)
-        })
-        .await
-    }
-
-    /// One attempt; each attempt is signed anew with the current time.
-    async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+    /// One attempt, signed anew with the current time;
+    /// [`super::Sink::deliver`] runs it through the retry stage.
+    pub async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
         let key = secret(self.secrets.as_deref(), &self.config.hmac_key, timeout).await?;
         let body =
             serde_json::to_vec(env).map_err(|e| Failure::permanent("encode", e.to_string()))?;
