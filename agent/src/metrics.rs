@@ -36,6 +36,22 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// `listener` and `reason` labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabel {
+    /// `webhook` or `metrics`.
+    pub listener: String,
+    /// Which cap.
+    pub reason: String,
+}
+
+/// `result` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
 /// All agent metrics, registered under the `alert_manager_agent` prefix.
 #[derive(Debug)]
 pub struct Metrics {
@@ -68,6 +84,12 @@ pub struct Metrics {
     pub event_buffer: Gauge,
     /// 1 while this replica holds the events lease.
     pub leader: Gauge,
+    /// Connections closed at once because a cap was reached.
+    connections_refused: Family<RefusedLabel, Counter>,
+    /// Alerts of a retried notification that SNS had accepted already.
+    alerts_already_published: Counter,
+    /// Token file reloads, by result.
+    auth_token_reloads: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,6 +117,9 @@ impl Metrics {
             events_dropped: Family::default(),
             event_buffer: Gauge::default(),
             leader: Gauge::default(),
+            connections_refused: Family::default(),
+            alerts_already_published: Counter::default(),
+            auth_token_reloads: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -166,6 +191,21 @@ impl Metrics {
             "leader",
             "Whether this replica holds the events lease (1) or not (0)",
             m.leader.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because MAX_CONNECTIONS or MAX_CONNECTIONS_PER_CLIENT was reached",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "alerts_already_published",
+            "Alerts of a retried notification or a replayed event that SNS had accepted already, not published again",
+            m.alerts_already_published.clone(),
+        );
+        registry.register(
+            "auth_token_reloads",
+            "Reads of a changed AUTH_TOKEN_FILE, by result (ok: new token in use; error: kept the current one)",
+            m.auth_token_reloads.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -247,6 +287,30 @@ impl Metrics {
     /// Sets the leader gauge.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Counts a connection closed at once by a listener's cap.
+    pub fn connection_refused(&self, listener: &str, reason: &str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabel {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts alerts skipped because SNS accepted them already.
+    pub fn already_published(&self, alerts: usize) {
+        self.alerts_already_published.inc_by(alerts as u64);
+    }
+
+    /// Counts a reload of the token file.
+    pub fn token_reload(&self, result: &str) {
+        self.auth_token_reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// The text exposition format.

@@ -281,6 +281,10 @@ async fn follower_publishes_no_events_and_leader_does() {
             alert_aws::RetryPolicy::within(Duration::from_secs(1)),
         ),
         context: None,
+        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+            std::time::Duration::from_secs(300),
+        )),
         metrics: Arc::new(Metrics::new()),
     };
     let (client, mut api) = mock_client();

@@ -1,210 +1,18 @@
-//! Command line and environment. Every flag has an env var.
+//! Command line and environment. Every flag has an env var (`flags`);
+//! here they are checked, and every error names the flag and its variable.
+
+mod flags;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+pub use flags::{Cli, Command, KubernetesMode, LogFormat, ServeArgs};
 
 use crate::Error;
 use crate::context::ContextConfig;
 use crate::events::{EventFilter, OverflowPolicy};
-
-/// Receives Prometheus Alertmanager webhooks (and, with --events, Kubernetes
-/// Warning events), adds what only the cluster knows (owning team, node →
-/// EC2 instance), and publishes one envelope per alert to an SNS topic,
-/// answering 2xx only once SNS has accepted them all.
-///
-/// Credentials come from the AWS default chain: IRSA (AWS_ROLE_ARN +
-/// AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod Identity, or environment keys.
-/// Region from AWS_REGION. Run `alert-manager-agent whoami` to see which.
-#[derive(Debug, Parser)]
-#[command(name = "alert-manager-agent", version, about, long_about)]
-pub struct Cli {
-    /// What to do; without one, serve the webhook.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Settings of the agent.
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Print the AWS identity this pod really has, where its credentials come
-    /// from, the region, and whether the topic is reachable. Exits non-zero
-    /// naming the missing piece.
-    Whoami,
-}
-
-/// Flags of the agent.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// ARN of the SNS topic to publish to (required). A name ending in .fifo
-    /// gets FIFO group and deduplication ids.
-    #[arg(long, env = "ALERT_TOPIC_ARN", global = true)]
-    pub topic_arn: Option<String>,
-
-    /// Name of this Kubernetes cluster, put into every envelope (required).
-    #[arg(long, env = "CLUSTER_NAME", global = true)]
-    pub cluster: Option<String>,
-
-    /// Address of the webhook listener (POST /webhook).
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
-
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
-    pub metrics_listen: SocketAddr,
-
-    /// File holding the bearer token Alertmanager must send
-    /// (http_config.authorization.credentials_file). Without it the webhook is
-    /// unauthenticated, and the agent warns loudly at startup.
-    #[arg(long, env = "AUTH_TOKEN_FILE")]
-    pub auth_token_file: Option<PathBuf>,
-
-    /// Kubernetes context: `auto` uses the in-cluster service account (or
-    /// KUBECONFIG) when there is one and runs without context otherwise; `off`
-    /// never talks to Kubernetes. Needs get/list/watch on nodes and
-    /// namespaces and get on pods (see docs/rbac.md).
-    #[arg(long, env = "KUBERNETES_CONTEXT", value_enum, default_value_t = KubernetesMode::Auto)]
-    pub kubernetes: KubernetesMode,
-
-    /// Namespace annotation naming the team that owns the namespace's alerts
-    /// (copied to `kubernetes.team`).
-    #[arg(long, env = "TEAM_ANNOTATION", default_value = "alert-manager.io/team")]
-    pub team_annotation: String,
-
-    /// Namespace label naming the owning team, read when the annotation is absent.
-    #[arg(long, env = "TEAM_LABEL", default_value = "team")]
-    pub team_label: String,
-
-    /// Namespace labels copied into `kubernetes.namespace_labels`
-    /// (comma-separated, e.g. `env,cost-center`).
-    #[arg(long, env = "NAMESPACE_LABELS", value_delimiter = ',')]
-    pub namespace_labels: Vec<String>,
-
-    /// How long a pod → node lookup is reused, in seconds.
-    #[arg(long, env = "POD_CACHE_TTL_SECONDS", default_value_t = 30)]
-    pub pod_cache_ttl_seconds: u64,
-
-    /// Also publish Kubernetes Warning events as alerts (source
-    /// `kubernetes-event`). Needs list/watch on events.k8s.io events and
-    /// get/create/update on leases in the agent's namespace.
-    #[arg(long = "events", env = "EVENTS_ENABLED")]
-    pub events: bool,
-
-    /// Only events in these namespaces (comma-separated; default all).
-    #[arg(long, env = "EVENT_NAMESPACES", value_delimiter = ',')]
-    pub event_namespaces: Vec<String>,
-
-    /// Never events in these namespaces (comma-separated).
-    #[arg(long, env = "EVENT_EXCLUDE_NAMESPACES", value_delimiter = ',')]
-    pub event_exclude_namespaces: Vec<String>,
-
-    /// Only events with these reasons (comma-separated; `*` for every reason).
-    #[arg(
-        long,
-        env = "EVENT_REASONS",
-        value_delimiter = ',',
-        default_value = "BackOff,FailedScheduling,OOMKilling,NodeNotReady,FailedMount,FailedAttachVolume,Evicted,FailedCreatePodSandBox"
-    )]
-    pub event_reasons: Vec<String>,
-
-    /// Never events with these reasons (comma-separated).
-    #[arg(long, env = "EVENT_EXCLUDE_REASONS", value_delimiter = ',')]
-    pub event_exclude_reasons: Vec<String>,
-
-    /// Only events that happened at least this many times.
-    #[arg(long, env = "EVENT_MIN_COUNT", default_value_t = 1)]
-    pub event_min_count: u32,
-
-    /// Ignore events last seen longer ago than this, in seconds, so that a
-    /// restart does not replay the cluster's event history.
-    #[arg(long, env = "EVENT_MAX_AGE_SECONDS", default_value_t = 300)]
-    pub event_max_age_seconds: u64,
-
-    /// Alerts buffered between the event watcher and SNS.
-    #[arg(long, env = "EVENT_BUFFER_SIZE", default_value_t = 1000)]
-    pub event_buffer_size: usize,
-
-    /// What happens when the event buffer is full; every drop is counted in
-    /// alert_manager_agent_events_dropped{reason="buffer_full"} and logged.
-    #[arg(long, env = "EVENT_OVERFLOW", value_enum, default_value_t = OverflowPolicy::DropOldest)]
-    pub event_overflow: OverflowPolicy,
-
-    /// At most this many event alerts per involved object per
-    /// --event-rate-window-seconds (a crash-looping pod cannot flood SNS).
-    #[arg(long, env = "EVENT_RATE_PER_OBJECT", default_value_t = 5)]
-    pub event_rate_per_object: usize,
-
-    /// The window of --event-rate-per-object, in seconds.
-    #[arg(long, env = "EVENT_RATE_WINDOW_SECONDS", default_value_t = 600)]
-    pub event_rate_window_seconds: u64,
-
-    /// Lease that elects the one replica publishing events.
-    #[arg(long, env = "LEASE_NAME", default_value = "alert-manager-agent-events")]
-    pub lease_name: String,
-
-    /// Namespace of the lease; the agent's own (downward API), else the
-    /// service account's namespace.
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-
-    /// This replica's identity in the lease (downward API pod name; falls
-    /// back to HOSTNAME).
-    #[arg(long, env = "POD_NAME")]
-    pub pod_name: Option<String>,
-
-    /// Lease duration in seconds; a replica that loses the lease stops
-    /// publishing events within it.
-    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
-    pub lease_duration_seconds: u64,
-
-    /// Log format. RUST_LOG sets the level (default info).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
-    pub log_format: LogFormat,
-
-    /// Largest webhook body accepted, in bytes; larger bodies get 413.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: usize,
-
-    /// Webhook notifications processed at once; more wait, their bodies
-    /// unread, until one is answered. Bounds memory and the connections to
-    /// SNS when Alertmanager sends a burst (after a restart, say).
-    #[arg(long, env = "MAX_CONCURRENT_WEBHOOKS", default_value_t = 64)]
-    pub max_concurrent_webhooks: usize,
-
-    /// How long one notification may spend publishing, retries included,
-    /// before the agent answers 503 so that Alertmanager retries. Keep it
-    /// below Alertmanager's webhook timeout.
-    #[arg(long, env = "PUBLISH_DEADLINE_SECONDS", default_value_t = 10)]
-    pub publish_deadline_seconds: u64,
-
-    /// On SIGTERM, how long in-flight publishes may take before exit. Keep
-    /// terminationGracePeriodSeconds above it.
-    #[arg(long, env = "DRAIN_SECONDS", default_value_t = 20)]
-    pub drain_seconds: u64,
-}
-
-/// Kubernetes context mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KubernetesMode {
-    /// The in-cluster service account, else KUBECONFIG; without either, no context.
-    Auto,
-    /// No Kubernetes context.
-    Off,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
-}
+use crate::server::listener::{self, Limits};
 
 /// Validated settings of the serving agent.
 #[derive(Clone)]
@@ -219,6 +27,10 @@ pub struct ServeConfig {
     pub metrics_listen: SocketAddr,
     /// The bearer token, if one is configured. Never printed.
     pub auth_token: Option<BearerToken>,
+    /// Its file, re-read when it changes.
+    pub auth_token_file: Option<PathBuf>,
+    /// How long the previous token stays valid after a change.
+    pub auth_token_grace: Duration,
     /// Body limit.
     pub max_body_bytes: usize,
     /// Notifications processed at once.
@@ -227,6 +39,12 @@ pub struct ServeConfig {
     pub publish_deadline: Duration,
     /// Drain time on shutdown.
     pub drain: Duration,
+    /// Header timeout, header cap and connection caps of both listeners.
+    pub listener_limits: Limits,
+    /// How long a webhook body may take to arrive.
+    pub body_read_timeout: Duration,
+    /// Size of the maps of recent ids and resolves.
+    pub recent_ids_capacity: std::num::NonZeroUsize,
     /// Kubernetes context mode.
     pub kubernetes: KubernetesMode,
     /// Team and label settings of the context.
@@ -365,12 +183,66 @@ impl ServeArgs {
             listen: self.listen,
             metrics_listen: self.metrics_listen,
             auth_token,
+            auth_token_file: self.auth_token_file.clone(),
+            auth_token_grace: Duration::from_secs(self.auth_token_grace_seconds),
             max_body_bytes: self.max_body_bytes,
             max_concurrent_webhooks: self.max_concurrent_webhooks,
             publish_deadline: Duration::from_secs(self.publish_deadline_seconds),
             drain: Duration::from_secs(self.drain_seconds),
+            listener_limits: self.listener_limits()?,
+            recent_ids_capacity: std::num::NonZeroUsize::new(self.recent_ids_capacity).ok_or_else(
+                || {
+                    Error::Config(
+                        "--recent-ids-capacity / RECENT_IDS_CAPACITY must be at least 1".into(),
+                    )
+                },
+            )?,
+            body_read_timeout: at_least_one_second(
+                self.body_read_timeout_seconds,
+                "--body-read-timeout-seconds / BODY_READ_TIMEOUT_SECONDS",
+            )?,
         })
     }
+
+    fn listener_limits(&self) -> Result<Limits, Error> {
+        let header_bytes = self.max_header_bytes;
+        if !(listener::MIN_HEADER_BYTES..=listener::MAX_HEADER_BYTES).contains(&header_bytes) {
+            return Err(Error::Config(format!(
+                "--max-header-bytes / MAX_HEADER_BYTES is {header_bytes}; it must be between {} and {}",
+                listener::MIN_HEADER_BYTES,
+                listener::MAX_HEADER_BYTES
+            )));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config(
+                "--max-connections / MAX_CONNECTIONS must be at least 1".into(),
+            ));
+        }
+        if self.max_connections_per_client == 0
+            || self.max_connections_per_client > self.max_connections
+        {
+            return Err(Error::Config(format!(
+                "--max-connections-per-client / MAX_CONNECTIONS_PER_CLIENT is {}; it must be between 1 and --max-connections / MAX_CONNECTIONS ({})",
+                self.max_connections_per_client, self.max_connections
+            )));
+        }
+        Ok(Limits {
+            header_read_timeout: at_least_one_second(
+                self.header_read_timeout_seconds,
+                "--header-read-timeout-seconds / HEADER_READ_TIMEOUT_SECONDS",
+            )?,
+            max_header_bytes: header_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+        })
+    }
+}
+
+fn at_least_one_second(seconds: u64, setting: &str) -> Result<Duration, Error> {
+    if seconds == 0 {
+        return Err(Error::Config(format!("{setting} must be at least 1")));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 impl ServeArgs {
@@ -453,19 +325,11 @@ pub fn validate_topic_arn(arn: &str) -> Result<(), Error> {
     }
 }
 
-fn read_token(path: &PathBuf) -> Result<BearerToken, Error> {
-    let token = std::fs::read_to_string(path).map_err(|e| {
+fn read_token(path: &Path) -> Result<BearerToken, Error> {
+    crate::server::auth::read_token_file(path).map_err(|why| {
         Error::Config(format!(
-            "--auth-token-file / AUTH_TOKEN_FILE {}: cannot read: {e}",
+            "--auth-token-file / AUTH_TOKEN_FILE {}: {why}",
             path.display()
         ))
-    })?;
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        return Err(Error::Config(format!(
-            "--auth-token-file / AUTH_TOKEN_FILE {} is empty",
-            path.display()
-        )));
-    }
-    Ok(BearerToken::new(token))
+    })
 }
