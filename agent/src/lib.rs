@@ -205,8 +205,11 @@ fn start_events(
     );
     tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "events enabled; electing a leader");
     let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
+    let watermark = Arc::new(events::Watermark::default());
     tokio::spawn(
-        leader::LeaderElector::new(client.clone(), lease).run(leading_tx, metrics.clone()),
+        leader::LeaderElector::new(client.clone(), lease)
+            .with_watermark(watermark.clone())
+            .run(leading_tx, metrics.clone()),
     );
     let pipeline = events::EventPipeline {
         cluster: config.cluster.clone(),
@@ -235,6 +238,7 @@ fn start_events(
             config.recent_ids_capacity,
             recent::ACCEPTED_TTL,
         )),
+        watermark,
     };
     tokio::spawn(pipeline.run_while_leader(client, leading_rx));
 }

@@ -245,6 +245,7 @@ async fn every_event_not_published_is_counted_by_reason() {
             std::num::NonZeroUsize::new(1000).unwrap(),
             std::time::Duration::from_secs(300),
         )),
+        watermark: Default::default(),
         metrics: metrics.clone(),
     };
     let mut limiter = RateLimiter::new(2, Duration::from_secs(600));
@@ -406,6 +407,7 @@ fn events_pipeline(sns: aws_sdk_sns::Client, metrics: Arc<Metrics>) -> EventPipe
             std::num::NonZeroUsize::new(1000).unwrap(),
             Duration::from_secs(300),
         )),
+        watermark: Default::default(),
         metrics,
     }
 }

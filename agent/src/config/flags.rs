@@ -155,8 +155,8 @@ pub struct ServeArgs {
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
 
-    /// Lease duration in seconds; a replica that loses the lease stops
-    /// publishing events within it.
+    /// Lease duration in seconds (at least 10); a replica that loses the
+    /// lease stops publishing events within it.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
 

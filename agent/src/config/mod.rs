@@ -269,10 +269,12 @@ impl ServeArgs {
                 "--event-rate-per-object / EVENT_RATE_PER_OBJECT and --event-rate-window-seconds / EVENT_RATE_WINDOW_SECONDS must be at least 1".into(),
             ));
         }
-        if self.lease_duration_seconds < 2 {
-            return Err(Error::Config(
-                "--lease-duration-seconds / LEASE_DURATION_SECONDS must be at least 2".into(),
-            ));
+        let min_lease = crate::leader::MIN_LEASE_DURATION.as_secs();
+        if self.lease_duration_seconds < min_lease {
+            return Err(Error::Config(format!(
+                "--lease-duration-seconds / LEASE_DURATION_SECONDS is {}; it must be at least {min_lease}, so that the renew deadline (1/2 of it), a retry (1/5) and a request timeout (1/5) fit inside it",
+                self.lease_duration_seconds
+            )));
         }
         let identity = self
             .pod_name

@@ -18,6 +18,7 @@ mod envelope;
 mod filter;
 mod publish;
 mod rate_limit;
+pub mod watermark;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ pub use buffer::{EventBuffer, OverflowPolicy};
 pub use envelope::event_envelope;
 pub use filter::{DEFAULT_REASONS, EventFilter, Skip, event_count, first_seen, last_seen};
 pub use rate_limit::RateLimiter;
+pub use watermark::Watermark;
 
 use crate::context::ClusterContext;
 use crate::metrics::Metrics;
@@ -60,6 +62,8 @@ pub struct EventPipeline {
     pub metrics: Arc<Metrics>,
     /// Ids SNS accepted lately: a relist does not publish them again.
     pub recent: Arc<RecentIds>,
+    /// How far this leader (and the one before) has published.
+    pub watermark: Arc<Watermark>,
 }
 
 impl EventPipeline {
@@ -71,9 +75,11 @@ impl EventPipeline {
             return;
         }
         let mut env = event_envelope(&self.cluster, ev);
-        if self.recent.contains(&env.id) {
-            // A relist replays the last EVENT_MAX_AGE_SECONDS of events; these
-            // are published already, and must not use up the object's rate.
+        let seen = last_seen(ev).unwrap_or(now);
+        if self.recent.contains(&env.id) || self.watermark.inherited_covers(seen, &env.id) {
+            // A relist (or a new leader's list) replays the last
+            // EVENT_MAX_AGE_SECONDS of events; these are published already,
+            // and must not use up the object's rate.
             self.metrics.already_published(1);
             return;
         }
@@ -92,7 +98,9 @@ impl EventPipeline {
             ctx.annotate(&mut env).await;
         }
         self.metrics.alert_received("kubernetes-event", 1);
+        self.watermark.queued(&env.id, seen);
         if let Some(dropped) = self.buffer.push(env) {
+            self.watermark.finished(&dropped.id);
             self.metrics.event_dropped("buffer_full");
             tracing::warn!(
                 id = %dropped.id,

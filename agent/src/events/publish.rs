@@ -28,7 +28,13 @@ impl EventPipeline {
         let duplicates = crate::sns::dedupe_by_id(&mut batch, |env| env.id.as_str());
         self.metrics.event_dropped_n("duplicate", duplicates);
         let before = batch.len();
-        batch.retain(|env| !self.recent.contains(&env.id));
+        batch.retain(|env| {
+            let published = self.recent.contains(&env.id);
+            if published {
+                self.watermark.finished(&env.id);
+            }
+            !published
+        });
         self.metrics.already_published(before - batch.len());
 
         let fifo = self.publisher.is_fifo();
@@ -41,6 +47,7 @@ impl EventPipeline {
                     kept.push(env);
                 }
                 Err(e) => {
+                    self.watermark.finished(&env.id);
                     self.metrics.failed("too_large", 1);
                     tracing::error!(id = %env.id, error = %e, "event alert too large for SNS; dropped");
                 }
@@ -53,7 +60,11 @@ impl EventPipeline {
         self.metrics.published(outcome.accepted.len());
         self.recent
             .insert(outcome.accepted.iter().map(|&i| prepared[i].id.as_str()));
+        for &i in &outcome.accepted {
+            self.watermark.finished(&prepared[i].id);
+        }
         for (i, c) in &outcome.permanent {
+            self.watermark.finished(&prepared[*i].id);
             self.metrics.failed(c.reason, 1);
             tracing::error!(id = %prepared[*i].id, reason = c.reason, detail = %c.detail, "SNS refused an event alert; dropped");
         }
@@ -62,6 +73,7 @@ impl EventPipeline {
         }
         for (i, _) in &outcome.retryable {
             if let Some(dropped) = self.buffer.push(kept[*i].clone()) {
+                self.watermark.finished(&dropped.id);
                 self.metrics.event_dropped("buffer_full");
                 tracing::warn!(id = %dropped.id, "event buffer full; dropped an alert (raise EVENT_BUFFER_SIZE or check SNS)");
             }
