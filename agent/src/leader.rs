@@ -306,7 +306,7 @@ impl LeaderElector {
             );
         }
         leading.send_replace(is_leader);
-        metrics.set_leader(is_leader);
+        metrics.events().set_leader(is_leader);
     }
 }
 

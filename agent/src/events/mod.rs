@@ -69,9 +69,9 @@ pub struct EventPipeline {
 impl EventPipeline {
     /// Turns one watched event into a buffered envelope, or counts why not.
     pub async fn accept(&self, ev: &Event, limiter: &mut RateLimiter, now: Timestamp) {
-        self.metrics.event_seen();
+        self.metrics.events().seen();
         if let Err(skip) = self.filter.check(ev, now) {
-            self.metrics.event_dropped(skip.as_str());
+            self.metrics.events().dropped(skip.as_str(), 1);
             return;
         }
         let mut env = event_envelope(&self.cluster, ev);
@@ -90,7 +90,7 @@ impl EventPipeline {
             env.labels.get("name").map_or("", String::as_str)
         );
         if !limiter.allow(&object, Instant::now()) {
-            self.metrics.event_dropped("rate_limited");
+            self.metrics.events().dropped("rate_limited", 1);
             tracing::debug!(object, reason = %env.alertname, "event rate-limited");
             return;
         }
@@ -101,14 +101,14 @@ impl EventPipeline {
         self.watermark.queued(&env.id, seen);
         if let Some(dropped) = self.buffer.push(env) {
             self.watermark.finished(&dropped.id);
-            self.metrics.event_dropped("buffer_full");
+            self.metrics.events().dropped("buffer_full", 1);
             tracing::warn!(
                 id = %dropped.id,
                 alertname = %dropped.alertname,
                 "event buffer full; dropped an alert (raise EVENT_BUFFER_SIZE or check SNS)"
             );
         }
-        self.metrics.event_buffer_depth(self.buffer.len());
+        self.metrics.events().buffer_depth(self.buffer.len());
     }
 
     /// Watches Warning events and feeds the buffer until the stream ends.
@@ -122,7 +122,7 @@ impl EventPipeline {
             match item {
                 Ok(ev) => self.accept(&ev, &mut limiter, Timestamp::now()).await,
                 Err(e) => {
-                    self.metrics.watch_error("event");
+                    self.metrics.context().watch_error("event");
                     tracing::warn!(error = %e, "event watch failed; retrying with backoff");
                 }
             }
@@ -145,9 +145,9 @@ impl EventPipeline {
             }
             let forgotten = self.buffer.clear();
             if forgotten > 0 {
-                self.metrics.event_dropped_n("lost_leadership", forgotten);
+                self.metrics.events().dropped("lost_leadership", forgotten);
             }
-            self.metrics.event_buffer_depth(0);
+            self.metrics.events().buffer_depth(0);
             tracing::info!(
                 forgotten,
                 "no longer leading: stopped publishing Kubernetes events"

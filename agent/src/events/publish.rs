@@ -19,14 +19,14 @@ impl EventPipeline {
     pub async fn publish_forever(&self) {
         loop {
             let batch = self.buffer.pop_batch(10).await;
-            self.metrics.event_buffer_depth(self.buffer.len());
+            self.metrics.events().buffer_depth(self.buffer.len());
             self.publish_batch(batch).await;
         }
     }
 
     async fn publish_batch(&self, mut batch: Vec<Envelope>) {
         let duplicates = crate::sns::dedupe_by_id(&mut batch, |env| env.id.as_str());
-        self.metrics.event_dropped_n("duplicate", duplicates);
+        self.metrics.events().dropped("duplicate", duplicates);
         let before = batch.len();
         batch.retain(|env| {
             let published = self.recent.contains(&env.id);
@@ -74,10 +74,10 @@ impl EventPipeline {
         for (i, _) in &outcome.retryable {
             if let Some(dropped) = self.buffer.push(kept[*i].clone()) {
                 self.watermark.finished(&dropped.id);
-                self.metrics.event_dropped("buffer_full");
+                self.metrics.events().dropped("buffer_full", 1);
                 tracing::warn!(id = %dropped.id, "event buffer full; dropped an alert (raise EVENT_BUFFER_SIZE or check SNS)");
             }
         }
-        self.metrics.event_buffer_depth(self.buffer.len());
+        self.metrics.events().buffer_depth(self.buffer.len());
     }
 }

@@ -113,7 +113,7 @@ impl TokenStore {
                         .unwrap_or_else(|p| p.into_inner())
                         .rotate(token, grace, Instant::now());
                     if rotated {
-                        metrics.token_reload("ok");
+                        metrics.webhook().token_reload("ok");
                         tracing::info!(
                             file = %path.display(),
                             grace_seconds = grace.as_secs(),
@@ -123,7 +123,7 @@ impl TokenStore {
                 }
                 Err(e) => {
                     if last_error.as_deref() != Some(e.as_str()) {
-                        metrics.token_reload("error");
+                        metrics.webhook().token_reload("error");
                         tracing::error!(
                             file = %path.display(),
                             error = %e,

@@ -167,7 +167,7 @@ pub async fn serve(
                         ));
                     }
                     Err(refused) => {
-                        metrics.connection_refused(name, refused.as_str());
+                        metrics.webhook().connection_refused(name, refused.as_str());
                         tracing::debug!(listener = name, client = %peer.ip(), reason = refused.as_str(), "connection refused");
                         drop(stream);
                     }

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use crate::metrics::CodeLabel;
 use alert_aws::{PreparedMessage, prepare};
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
@@ -35,13 +34,7 @@ pub(super) async fn webhook(
     body: Body,
 ) -> Response {
     let response = handle(&state, &headers, body).await;
-    state
-        .metrics
-        .webhook_responses
-        .get_or_create(&CodeLabel {
-            code: response.status().as_u16().to_string(),
-        })
-        .inc();
+    state.metrics.webhook().response(response.status().as_u16());
     response
 }
 
@@ -152,10 +145,7 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     for (i, env) in envelopes {
         match prepare(env, fifo) {
             Ok(p) => {
-                state.metrics.envelope_size.observe(p.size as f64);
-                if p.truncated {
-                    state.metrics.envelopes_truncated.inc();
-                }
+                state.metrics.webhook().envelope(p.size, p.truncated);
                 prepared.push(p);
             }
             Err(e) => too_large.push((i, e)),
@@ -169,12 +159,9 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
         .insert(outcome.accepted.iter().map(|&i| prepared[i].id.as_str()));
     state
         .metrics
-        .publish_duration
-        .observe(started.elapsed().as_secs_f64());
-    state
-        .metrics
-        .alerts_published
-        .inc_by(outcome.accepted.len() as u64);
+        .webhook()
+        .publish_took(started.elapsed().as_secs_f64());
+    state.metrics.published(outcome.accepted.len());
     for (_, c) in outcome.permanent.iter().chain(outcome.retryable.iter()) {
         state.metrics.failed(c.reason, 1);
     }
