@@ -47,7 +47,9 @@ fn hot_path(c: &mut Criterion) {
         .build();
     let publisher = SnsPublisher::new(
         aws_sdk_sns::Client::from_conf(config),
-        "arn:aws:sns:us-east-1:123456789012:alerts".parse().expect("a topic ARN"),
+        "arn:aws:sns:us-east-1:123456789012:alerts"
+            .parse()
+            .expect("a topic ARN"),
         RetryPolicy::within(Duration::from_secs(10)),
     );
     let mut group = c.benchmark_group("agent");

@@ -12,7 +12,9 @@ pub mod error;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod recent;
 pub mod server;
+mod sns;
 pub mod telemetry;
 pub mod whoami;
 
@@ -22,6 +24,10 @@ pub use error::Error;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// How long the events publisher retries one batch before buffering it again.
+const EVENT_PUBLISH_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The AWS config from the default chain (IRSA, Pod Identity), shared with
 /// the enricher: SDK retries off (the publisher is the one retry stage), and
@@ -64,12 +70,18 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
     let state = server::AppState {
         publisher,
         cluster: config.cluster.clone(),
-        auth_token: config.auth_token.clone(),
+        auth: config.auth_token.clone().map(server::TokenStore::new),
         max_body_bytes: config.max_body_bytes,
+        body_read_timeout: config.body_read_timeout,
         webhook_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_webhooks)),
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         context,
+        recent: Arc::new(recent::RecentIds::new(
+            config.recent_ids_capacity,
+            recent::ACCEPTED_TTL,
+        )),
+        resolves: Arc::new(recent::Resolves::new(config.recent_ids_capacity)),
     };
     let webhook = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -92,18 +104,34 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
         "agent started"
     );
     tokio::spawn(server::check_topic_until_ready(state.clone()));
-    let metrics_app = server::metrics_router(state.clone());
-    let metrics_task = tokio::spawn(async move {
-        let _ = axum::serve(metrics_listener, metrics_app).await;
-    });
-
+    if let (Some(tokens), Some(path)) = (&state.auth, &config.auth_token_file) {
+        tokio::spawn(tokens.clone().follow(
+            path.clone(),
+            config.auth_token_grace,
+            server::auth::RELOAD_INTERVAL,
+            state.metrics.clone(),
+        ));
+    }
+    let limits = config.listener_limits;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stop_for_server = stop_rx.clone();
-    let server =
-        axum::serve(webhook, server::webhook_router(state)).with_graceful_shutdown(async move {
-            let _ = stop_for_server.wait_for(|s| *s).await;
-        });
-    let server_task = tokio::spawn(async move { server.await });
+    let metrics_task = tokio::spawn(server::listener::serve(
+        metrics_listener,
+        server::metrics_router(state.clone()),
+        limits,
+        "metrics",
+        state.metrics.clone(),
+        // The metrics listener serves until the process exits: probes and
+        // scrapes still answer while the webhook drains.
+        tokio::sync::watch::channel(false).1,
+    ));
+    let server_task = tokio::spawn(server::listener::serve(
+        webhook,
+        server::webhook_router(state.clone()),
+        limits,
+        "webhook",
+        state.metrics.clone(),
+        stop_rx,
+    ));
     shutdown_signal().await;
     tracing::info!(
         drain_seconds = config.drain.as_secs(),
@@ -165,8 +193,11 @@ fn start_events(
     );
     tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "events enabled; electing a leader");
     let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
+    let watermark = Arc::new(events::Watermark::default());
     tokio::spawn(
-        leader::LeaderElector::new(client.clone(), lease).run(leading_tx, metrics.clone()),
+        leader::LeaderElector::new(client.clone(), lease)
+            .with_watermark(watermark.clone())
+            .run(leading_tx, metrics.clone()),
     );
     let pipeline = events::EventPipeline {
         cluster: config.cluster.clone(),
@@ -177,9 +208,25 @@ fn start_events(
             events.buffer_size,
             events.overflow,
         )),
-        publisher,
+        // The events' own retry stage: far longer than a webhook's, as no
+        // Alertmanager retries behind it; what it cannot publish in this
+        // time goes back into the buffer.
+        publisher: SnsPublisher::new(
+            publisher.client().clone(),
+            publisher.topic().clone(),
+            alert_aws::RetryPolicy {
+                deadline: EVENT_PUBLISH_DEADLINE,
+                min_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(30),
+            },
+        ),
         context,
         metrics,
+        recent: Arc::new(recent::RecentIds::new(
+            config.recent_ids_capacity,
+            recent::ACCEPTED_TTL,
+        )),
+        watermark,
     };
     tokio::spawn(pipeline.run_while_leader(client, leading_rx));
 }

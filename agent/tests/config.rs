@@ -90,9 +90,9 @@ fn errors_name_the_flag_and_the_variable() {
                 "--pod-name",
                 "a",
                 "--lease-duration-seconds",
-                "1",
+                "4",
             ],
-            "LEASE_DURATION_SECONDS must be at least 2",
+            "LEASE_DURATION_SECONDS is 4; it must be at least 10",
         ),
         (
             &["--team-annotation", "", "--team-label", " "],

@@ -241,6 +241,11 @@ async fn every_event_not_published_is_counted_by_reason() {
             alert_aws::RetryPolicy::within(Duration::from_secs(1)),
         ),
         context: None,
+        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+            std::time::Duration::from_secs(300),
+        )),
+        watermark: Default::default(),
         metrics: metrics.clone(),
     };
     let mut limiter = RateLimiter::new(2, Duration::from_secs(600));
@@ -275,4 +280,218 @@ async fn every_event_not_published_is_counted_by_reason() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert_eq!(pipeline.buffer.len(), 3);
+}
+
+/// Two kubelet events on one pod in the same second: the same reason, the
+/// same first timestamp and count, different event objects (and volumes).
+fn two_failed_mounts() -> (Event, Event) {
+    let mut a = backoff();
+    a.reason = Some("FailedMount".into());
+    a.series = None;
+    a.deprecated_count = Some(1);
+    // 20 s old.
+    a.deprecated_last_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(
+        "2026-11-28T08:04:40Z",
+    )));
+    a.note = Some("MountVolume.SetUp failed for volume \"config\"".into());
+    let mut b = a.clone();
+    b.metadata.name = Some("checkout-7d9f8b6c5-x2k4p.17f1a2b3c4d5e700".into());
+    b.metadata.uid = Some("c0ffee00-1111-4222-8333-777788889999".into());
+    b.note = Some("MountVolume.SetUp failed for volume \"secrets\"".into());
+    (a, b)
+}
+
+#[test]
+fn two_event_objects_differing_only_in_name_get_distinct_ids_and_one_fingerprint() {
+    let (a, b) = two_failed_mounts();
+    let (ea, eb) = (event_envelope("prod", &a), event_envelope("prod", &b));
+    assert_eq!(ea.fingerprint, eb.fingerprint, "one alert downstream");
+    assert_ne!(ea.id, eb.id, "two event objects are two messages");
+    // Without a uid (an older API server), the name still tells them apart.
+    let (mut a, mut b) = (a, b);
+    a.metadata.uid = None;
+    b.metadata.uid = None;
+    assert_ne!(event_envelope("prod", &a).id, event_envelope("prod", &b).id);
+}
+
+type Calls = Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+
+/// An SNS client that records the entry ids of every PublishBatch call and
+/// answers it with `BatchEntryIdsNotDistinct` when `refuse(call, ids)`
+/// holds, else accepts every entry.
+fn recording_sns(
+    refuse: impl Fn(usize, &[String]) -> bool + Send + Sync + 'static,
+) -> (aws_sdk_sns::Client, Calls) {
+    use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutput};
+    use aws_sdk_sns::types::PublishBatchResultEntry;
+    use aws_sdk_sns::types::error::BatchEntryIdsNotDistinctException;
+    use aws_smithy_mocks::MockResponse;
+    let calls: Calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let rule = aws_smithy_mocks::mock!(aws_sdk_sns::Client::publish_batch).then_compute_response(
+        move |input| {
+            let ids: Vec<String> = input
+                .publish_batch_request_entries()
+                .iter()
+                .map(|e| e.id().to_string())
+                .collect();
+            let call = {
+                let mut calls = seen.lock().unwrap();
+                calls.push(ids.clone());
+                calls.len() - 1
+            };
+            if refuse(call, &ids) {
+                return MockResponse::Error(PublishBatchError::BatchEntryIdsNotDistinctException(
+                    BatchEntryIdsNotDistinctException::builder()
+                        .message("Two or more batch entries in the request have the same Id.")
+                        .build(),
+                ));
+            }
+            let ok = ids
+                .iter()
+                .map(|id| {
+                    PublishBatchResultEntry::builder()
+                        .id(id)
+                        .message_id(format!("msg-{id}"))
+                        .build()
+                })
+                .collect();
+            MockResponse::Output(
+                PublishBatchOutput::builder()
+                    .set_successful(Some(ok))
+                    .build(),
+            )
+        },
+    );
+    let client = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sns::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "AKIDTESTKEY",
+                "test-secret-key",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(
+                aws_smithy_mocks::MockResponseInterceptor::new()
+                    .rule_mode(aws_smithy_mocks::RuleMode::MatchAny)
+                    .with_rule(&rule),
+            )
+            .build(),
+    );
+    (client, calls)
+}
+
+fn events_pipeline(sns: aws_sdk_sns::Client, metrics: Arc<Metrics>) -> EventPipeline {
+    EventPipeline {
+        cluster: "prod".into(),
+        filter: Arc::new(EventFilter::default()),
+        rate_burst: 5,
+        rate_window: Duration::from_secs(600),
+        buffer: Arc::new(EventBuffer::new(100, OverflowPolicy::DropOldest)),
+        publisher: alert_manager_agent::SnsPublisher::new(
+            sns,
+            "arn:aws:sns:us-east-1:123456789012:alerts".parse().unwrap(),
+            alert_aws::RetryPolicy {
+                deadline: Duration::from_secs(2),
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            },
+        ),
+        context: None,
+        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+            Duration::from_secs(300),
+        )),
+        watermark: Default::default(),
+        metrics,
+    }
+}
+
+fn distinct(ids: &[String]) -> bool {
+    ids.iter().collect::<std::collections::BTreeSet<_>>().len() == ids.len()
+}
+
+/// Runs the publisher for `for_` (it never returns on its own).
+async fn publish_for(pipeline: &EventPipeline, for_: Duration) {
+    let _ = tokio::time::timeout(for_, pipeline.publish_forever()).await;
+}
+
+#[tokio::test]
+async fn two_failed_mounts_and_a_backoff_become_three_messages() {
+    // As SNS does: a batch with duplicate ids is refused as a whole.
+    let (sns, calls) = recording_sns(|_, ids| !distinct(ids));
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = events_pipeline(sns, metrics.clone());
+    let (a, b) = two_failed_mounts();
+    let mut limiter = RateLimiter::new(5, Duration::from_secs(600));
+    for ev in [a, b, backoff()] {
+        pipeline.accept(&ev, &mut limiter, now()).await;
+    }
+    publish_for(&pipeline, Duration::from_millis(500)).await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("alert_manager_agent_alerts_published_total 3"),
+        "three live events, three messages; calls {:?}\n{text}",
+        calls.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_twice_in_the_buffer_is_published_once() {
+    let (sns, calls) = recording_sns(|_, ids| !distinct(ids));
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = events_pipeline(sns, metrics.clone());
+    // A relist while the buffer is backed up queues the same event again.
+    let env = event_envelope("prod", &backoff());
+    pipeline.buffer.push(env.clone());
+    pipeline.buffer.push(event_envelope(
+        "prod",
+        &object("event-failedscheduling.json"),
+    ));
+    pipeline.buffer.push(env);
+    publish_for(&pipeline, Duration::from_millis(500)).await;
+    let calls = calls.lock().unwrap();
+    assert!(calls.iter().all(|ids| distinct(ids)), "{calls:?}");
+    let text = metrics.encode();
+    assert!(
+        text.contains("alert_manager_agent_alerts_published_total 2"),
+        "{text}"
+    );
+    assert!(!text.contains("publish_failures_total{"), "{text}");
+}
+
+#[tokio::test]
+async fn batch_entry_ids_not_distinct_is_sent_again_never_dropped() {
+    // The first call is refused as a whole, though its ids are distinct.
+    let (sns, calls) = recording_sns(|call, _| call == 0);
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = events_pipeline(sns, metrics.clone());
+    let (a, b) = two_failed_mounts();
+    let mut other = backoff();
+    other.regarding.as_mut().unwrap().name = Some("other-pod".into());
+    other.metadata.uid = Some("uid-other".into());
+    let envs: Vec<_> = [a, b, other]
+        .iter()
+        .map(|ev| event_envelope("prod", ev))
+        .collect();
+    for env in &envs {
+        pipeline.buffer.push(env.clone());
+    }
+    publish_for(&pipeline, Duration::from_millis(500)).await;
+    let calls = calls.lock().unwrap();
+    let after_refusal: std::collections::BTreeSet<_> =
+        calls.iter().skip(1).flatten().cloned().collect();
+    let want: std::collections::BTreeSet<_> = envs.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(after_refusal, want, "every entry sent again: {calls:?}");
+    let text = metrics.encode();
+    assert!(
+        text.contains("alert_manager_agent_alerts_published_total 3"),
+        "{text}"
+    );
+    assert!(!text.contains("publish_failures_total{"), "{text}");
 }

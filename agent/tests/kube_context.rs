@@ -500,12 +500,20 @@ async fn api_error_publishes_without_context_and_counts_why() {
             alert_aws::RetryPolicy::within(Duration::from_secs(2)),
         ),
         cluster: "prod".into(),
-        auth_token: None,
+        auth: None,
         max_body_bytes: 1 << 20,
+        body_read_timeout: std::time::Duration::from_secs(10),
         webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         metrics: metrics.clone(),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         context: Some(ctx),
+        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+            std::time::Duration::from_secs(300),
+        )),
+        resolves: Arc::new(alert_manager_agent::recent::Resolves::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+        )),
     };
     let body = serde_json::to_vec(&webhook(&[("namespace", "payments"), ("pod", POD)])).unwrap();
     let response = webhook_router(state)

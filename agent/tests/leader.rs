@@ -117,7 +117,10 @@ async fn live_lease_of_another_replica_is_left_alone() {
     server.await.unwrap();
 }
 
-#[tokio::test]
+/// Expiry is judged by this replica's own clock from when it first saw the
+/// record, as client-go does: a `renewTime` that looks old (the holder's
+/// clock may be behind) is not enough.
+#[tokio::test(start_paused = true)]
 async fn expired_lease_is_taken_over_as_a_new_transition() {
     let (client, mut api) = mock_client();
     let elector = LeaderElector::new(client, config(Duration::from_secs(15)));
@@ -126,28 +129,48 @@ async fn expired_lease_is_taken_over_as_a_new_transition() {
     let server = tokio::spawn(async move {
         api.expect("GET", &lease_path(), None, 200, current.clone())
             .await;
-        api.expect("PUT", &lease_path(), None, 200, current)
+        let first = api.next_or_silence(Duration::from_millis(10)).await;
+        api.expect("GET", &lease_path(), None, 200, current.clone())
+            .await;
+        let put = api
+            .expect("PUT", &lease_path(), None, 200, current)
             .await
-            .body
+            .body;
+        (first, put)
     });
+    assert!(
+        matches!(
+            elector.try_acquire_or_renew(now).await.unwrap(),
+            Attempt::Following { .. }
+        ),
+        "first sight of a record that looks 16 s old: not expired by our clock yet"
+    );
+    tokio::time::advance(Duration::from_secs(15)).await;
     assert_eq!(
         elector.try_acquire_or_renew(now).await.unwrap(),
         Attempt::Leading
     );
-    let body = server.await.unwrap();
+    let (first, body) = server.await.unwrap();
+    assert!(first.is_none(), "took over at first sight: {first:?}");
     assert_eq!(body["spec"]["holderIdentity"], "agent-a");
     assert_eq!(body["spec"]["leaseTransitions"], 3);
     assert_eq!(body["metadata"]["resourceVersion"], "9");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn losing_the_race_for_an_expired_lease_means_following() {
     let (client, mut api) = mock_client();
     let elector = LeaderElector::new(client, config(Duration::from_secs(15)));
     let now = Timestamp::now();
     let current = lease("agent-b", now - jiff::SignedDuration::from_secs(60), "9");
+    let (go, went) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        api.expect("GET", &lease_path(), None, 200, current).await;
+        api.expect("GET", &lease_path(), None, 200, current.clone())
+            .await;
+        // No request timeout runs while the test moves the clock.
+        went.await.unwrap();
+        api.expect("GET", &lease_path(), None, 200, current.clone())
+            .await;
         api.expect(
             "PUT",
             &lease_path(),
@@ -157,6 +180,14 @@ async fn losing_the_race_for_an_expired_lease_means_following() {
         )
         .await;
     });
+    // Bounded: an elector that took over at first sight would wait forever
+    // for an answer to its PUT.
+    let _ = tokio::time::timeout(Duration::from_secs(5), elector.try_acquire_or_renew(now))
+        .await
+        .expect("a first look at the lease is one GET")
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(16)).await;
+    go.send(()).unwrap();
     assert!(matches!(
         elector.try_acquire_or_renew(now).await.unwrap(),
         Attempt::Following { .. }
@@ -219,7 +250,7 @@ async fn leader_that_cannot_renew_steps_down_within_the_lease_duration() {
         .expect("still leading after the lease duration: another replica may be leading too")
         .unwrap();
     assert!(
-        renewed_at.elapsed() >= duration * 2 / 3 - Duration::from_millis(100),
+        renewed_at.elapsed() >= duration / 2 - Duration::from_millis(100),
         "stepped down after {:?}, before the renew deadline",
         renewed_at.elapsed()
     );
@@ -281,6 +312,11 @@ async fn follower_publishes_no_events_and_leader_does() {
             alert_aws::RetryPolicy::within(Duration::from_secs(1)),
         ),
         context: None,
+        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+            std::time::Duration::from_secs(300),
+        )),
+        watermark: Default::default(),
         metrics: Arc::new(Metrics::new()),
     };
     let (client, mut api) = mock_client();
@@ -317,4 +353,195 @@ async fn follower_publishes_no_events_and_leader_does() {
         "the leader publishes the buffer"
     );
     assert!(buffer.is_empty());
+}
+
+// ---- Two electors against one API server, with skewed clocks ----
+
+type RawHandle =
+    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
+type Pending = tower_test::mock::SendResponse<http::Response<kube::client::Body>>;
+
+/// One Lease in memory, with resourceVersion checks as the API server does.
+#[derive(Default)]
+struct LeaseStore {
+    lease: std::sync::Mutex<Option<Value>>,
+}
+
+/// How one replica reaches the store.
+struct Link {
+    /// Added to the times this replica writes: its wall clock is off by this.
+    skew: jiff::SignedDuration,
+    /// While true, its requests hang (a partition, or an API server that does not answer).
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn shift(v: &mut Value, skew: jiff::SignedDuration) {
+    if let Some(t) = v.as_str().and_then(|t| t.parse::<Timestamp>().ok()) {
+        *v = json!((t + skew).strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+    }
+}
+
+fn respond(code: u16, body: &Value) -> http::Response<kube::client::Body> {
+    http::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+async fn serve_lease(store: Arc<LeaseStore>, mut handle: RawHandle, link: Link) {
+    let mut hung: Vec<Pending> = Vec::new();
+    while let Some((request, send)) = handle.next_request().await {
+        if link.cut.load(Ordering::SeqCst) {
+            hung.push(send);
+            continue;
+        }
+        let method = request.method().to_string();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let mut lease = store.lease.lock().unwrap();
+        let version = lease
+            .as_ref()
+            .and_then(|l| l["metadata"]["resourceVersion"].as_str())
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or(0);
+        let (code, reply) = match method.as_str() {
+            "GET" => match &*lease {
+                Some(l) => (200, l.clone()),
+                None => (404, not_found()),
+            },
+            "POST" | "PUT" => {
+                let mut body: Value = serde_json::from_slice(&bytes).unwrap();
+                let conflict = match method.as_str() {
+                    "POST" => lease.is_some(),
+                    _ => {
+                        body["metadata"]["resourceVersion"].as_str()
+                            != Some(version.to_string().as_str())
+                    }
+                };
+                if conflict {
+                    (409, status(409, "Conflict", "the object has been modified"))
+                } else {
+                    shift(&mut body["spec"]["renewTime"], link.skew);
+                    shift(&mut body["spec"]["acquireTime"], link.skew);
+                    body["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+                    *lease = Some(body.clone());
+                    (if method == "POST" { 201 } else { 200 }, body)
+                }
+            }
+            other => panic!("unexpected {other}"),
+        };
+        drop(lease);
+        send.send_response(respond(code, &reply));
+    }
+}
+
+struct Replica {
+    leading: tokio::sync::watch::Receiver<bool>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn replica(store: &Arc<LeaseStore>, identity: &str, skew_secs: i64) -> Replica {
+    let (service, handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let client = kube::Client::new(service, NS);
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(serve_lease(
+        store.clone(),
+        handle,
+        Link {
+            skew: jiff::SignedDuration::from_secs(skew_secs),
+            cut: cut.clone(),
+        },
+    ));
+    let config = LeaseConfig::new(
+        NAME.into(),
+        NS.into(),
+        identity.into(),
+        Duration::from_secs(10),
+    );
+    let (tx, leading) = tokio::sync::watch::channel(false);
+    tokio::spawn(LeaderElector::new(client, config).run(tx, Arc::new(Metrics::new())));
+    Replica { leading, cut }
+}
+
+/// Watches both replicas every 50 ms for `for_`, failing at the first
+/// moment both lead; returns when `b` was first seen leading.
+async fn never_two_leaders(a: &Replica, b: &Replica, for_: Duration) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    let mut b_led = None;
+    while started.elapsed() < for_ {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (la, lb) = (*a.leading.borrow(), *b.leading.borrow());
+        assert!(!(la && lb), "two leaders at {:?}", started.elapsed());
+        if lb && b_led.is_none() {
+            b_led = Some(started.elapsed());
+        }
+    }
+    b_led
+}
+
+/// A leads; B's clock is `skew` ahead of A's (A writes its renewals `-skew`
+/// in B's terms). B must leave A's live lease alone, and once A is cut off,
+/// take over only after A has stepped down, and within the lease duration
+/// and two retries.
+async fn failover_with_follower_clock_ahead_by(skew_secs: i64) {
+    let store = Arc::new(LeaseStore::default());
+    let a = replica(&store, "agent-a", -skew_secs);
+    let mut leading = a.leading.clone();
+    tokio::time::timeout(Duration::from_secs(5), leading.wait_for(|l| *l))
+        .await
+        .expect("A leads an absent lease")
+        .unwrap();
+    let b = replica(&store, "agent-b", 0);
+    assert_eq!(
+        never_two_leaders(&a, &b, Duration::from_secs(60)).await,
+        None,
+        "B took a live lease"
+    );
+    a.cut.store(true, Ordering::SeqCst);
+    let took_over = never_two_leaders(&a, &b, Duration::from_secs(30))
+        .await
+        .expect("B never took over from a cut-off leader");
+    // A's last renewal was at most a retry (2 s) before the cut, B saw it at
+    // most a retry later, and checks every retry: lease duration + 2 retries.
+    assert!(
+        took_over <= Duration::from_secs(16),
+        "B took over {took_over:?} after A was cut off"
+    );
+    assert!(!*a.leading.borrow());
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_follower_clock_10_s_ahead_there_are_never_two_leaders() {
+    failover_with_follower_clock_ahead_by(10).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_follower_clock_10_s_behind_a_cut_off_leader_is_replaced_in_time() {
+    failover_with_follower_clock_ahead_by(-10).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_requests_hang_steps_down_at_the_renew_deadline() {
+    let store = Arc::new(LeaseStore::default());
+    let a = replica(&store, "agent-a", 0);
+    let mut leading = a.leading.clone();
+    leading.wait_for(|l| *l).await.unwrap();
+    // Just after a renewal (every 2 s), the API server stops answering.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let cut_at = tokio::time::Instant::now();
+    a.cut.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), leading.wait_for(|l| !*l))
+        .await
+        .expect("still leading 30 s after the API server stopped answering")
+        .unwrap();
+    let after = cut_at.elapsed();
+    // The last renewal began at most one retry (2 s) before the cut; the
+    // renew deadline is 5 s after it, whatever the pending request does.
+    assert!(
+        after <= Duration::from_secs(5),
+        "stepped down {after:?} after the API server stopped answering"
+    );
 }

@@ -11,7 +11,7 @@ use alert_aws::RetryPolicy;
 use alert_manager_agent::SnsPublisher;
 use alert_manager_agent::config::BearerToken;
 use alert_manager_agent::metrics::Metrics;
-use alert_manager_agent::server::{AppState, webhook_router};
+use alert_manager_agent::server::{AppState, TokenStore, webhook_router};
 use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutput};
 use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
 use aws_smithy_mocks::{Rule, RuleMode, mock};
@@ -85,12 +85,20 @@ fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -
             },
         ),
         cluster: "prod-eu-1".into(),
-        auth_token: token.map(|t| BearerToken::new(t.into())),
+        auth: token.map(|t| TokenStore::new(BearerToken::new(t.into()))),
         max_body_bytes: 1024 * 1024,
+        body_read_timeout: std::time::Duration::from_secs(10),
         webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
         context: None,
+        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+            std::time::Duration::from_secs(300),
+        )),
+        resolves: Arc::new(alert_manager_agent::recent::Resolves::new(
+            std::num::NonZeroUsize::new(1000).unwrap(),
+        )),
     }
 }
 
@@ -503,7 +511,7 @@ async fn logs_never_contain_the_token_or_aws_credentials() {
         Some(TOKEN),
         Duration::from_secs(1),
     );
-    tracing::info!(config = ?s.auth_token, "state built");
+    tracing::info!(config = ?s.auth, "state built");
     post(
         &s,
         fixture("firing.json"),
@@ -598,4 +606,106 @@ mod generated {
             prop_assert!(status.is_success() || status.is_client_error(), "{} {}", status, json);
         }
     }
+}
+
+/// Accepts every entry except those whose body contains `refuse`, which
+/// SNS refuses for good; records the ids it accepted, call by call.
+fn accept_except(refuse: &'static str) -> (Rule, Arc<Mutex<Vec<String>>>) {
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let record = accepted.clone();
+    let rule = mock!(aws_sdk_sns::Client::publish_batch).then_compute_output(move |input| {
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for e in input.publish_batch_request_entries() {
+            if e.message().contains(refuse) {
+                failed.push(
+                    BatchResultErrorEntry::builder()
+                        .id(e.id())
+                        .code("InvalidParameter")
+                        .message("Invalid parameter: Message")
+                        .sender_fault(true)
+                        .build()
+                        .unwrap(),
+                );
+            } else {
+                record.lock().unwrap().push(e.id().to_string());
+                ok.push(
+                    PublishBatchResultEntry::builder()
+                        .id(e.id())
+                        .message_id(format!("msg-{}", e.id()))
+                        .build(),
+                );
+            }
+        }
+        PublishBatchOutput::builder()
+            .set_successful(Some(ok))
+            .set_failed(Some(failed))
+            .build()
+    });
+    (rule, accepted)
+}
+
+#[tokio::test]
+async fn one_alert_refused_for_good_and_three_retries_publish_every_other_alert_exactly_once() {
+    // group.json: three alerts; SNS refuses the one starting at 03:30 for good.
+    let (rule, accepted) = accept_except("2026-11-28T03:30:02");
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        None,
+        Duration::from_secs(1),
+    );
+    // The first delivery and three Alertmanager retries of the same notification.
+    for attempt in 0..4 {
+        let (status, body) = post(&s, fixture("group.json"), Some("application/json"), None).await;
+        assert_eq!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "attempt {attempt}: {body}"
+        );
+    }
+    let accepted = accepted.lock().unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for id in accepted.iter() {
+        *counts.entry(id.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), 2, "the two other alerts: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "each published exactly once over four deliveries: {counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_firing_after_a_resolve_gets_a_new_id_and_a_retry_keeps_its_id() {
+    let (rule, accepted) = accept_except("never-refused");
+    let s = state(
+        client(&[&rule], RuleMode::MatchAny),
+        None,
+        Duration::from_secs(1),
+    );
+    let mut ids = Vec::new();
+    // firing(S), resolved(S), firing(S) again (Alertmanager resolved the alert
+    // itself; Prometheus resumed it with its restored startsAt), then a retry
+    // of that last notification.
+    for f in ["firing.json", "resolved.json", "firing.json", "firing.json"] {
+        let before = accepted.lock().unwrap().len();
+        let (status, body) = post(&s, fixture(f), Some("application/json"), None).await;
+        assert_eq!(status, StatusCode::OK, "{f}: {body}");
+        ids.push(accepted.lock().unwrap()[before..].to_vec());
+    }
+    let (first, resolved, refire, retry) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    assert_eq!(
+        (first.len(), resolved.len(), refire.len()),
+        (1, 1, 1),
+        "{ids:?}"
+    );
+    assert_ne!(first[0], resolved[0]);
+    assert_ne!(
+        refire[0], first[0],
+        "a re-firing must not dedupe against the first firing"
+    );
+    assert!(
+        retry.iter().all(|id| *id == refire[0]),
+        "a retry keeps its id: {ids:?}"
+    );
 }

@@ -135,6 +135,11 @@ impl SnsPublisher {
         self.topic.is_fifo()
     }
 
+    /// The topic.
+    pub fn topic(&self) -> &TopicArn {
+        &self.topic
+    }
+
     /// The topic ARN.
     pub fn topic_arn(&self) -> &str {
         self.topic.as_str()

@@ -1,9 +1,11 @@
 //! The `Envelope`: one JSON message per alert, schema `alert-manager/v1`.
 //!
 //! Invariants:
-//! - `id` is a pure function of cluster, fingerprint, status and `starts_at`
-//!   (plus a discriminator for sources that need one). A retried publish
-//!   carries the same id, and a resolve never shares its firing's id.
+//! - `id` is a pure function of cluster, fingerprint, status and `starts_at`,
+//!   plus a discriminator where that is not enough: `ends_at` for a resolve,
+//!   the resolve a re-firing follows, a Kubernetes event's uid and series
+//!   count. A retried publish carries the same id; a resolve never shares its
+//!   firing's id, nor a re-firing the first firing's.
 //! - Within v1 only additive changes are made. Readers tolerate unknown
 //!   fields; a breaking change bumps the major (`alert-manager/v2`).
 
@@ -109,7 +111,9 @@ impl Severity {
 pub struct Envelope {
     /// Always `alert-manager/v1` for this version of the contract.
     pub schema: String,
-    /// Deterministic id: a hash of cluster, fingerprint, status and `starts_at`. Dedupe on it.
+    /// Deterministic id: a hash of cluster, fingerprint, status and `starts_at`, plus `ends_at`
+    /// for a resolve, the resolve it follows for a re-firing, and the event's uid and series
+    /// count for a Kubernetes event. A retried publish keeps it; dedupe on it.
     pub id: String,
     /// Where the alert came from.
     pub source: Source,
@@ -373,26 +377,62 @@ impl Envelope {
         } else {
             alert.fingerprint
         };
-        let severity_raw = alert.labels.get("severity").cloned();
+        let mut env = Envelope::new(
+            Source::Alertmanager,
+            cluster,
+            alert.status,
+            fingerprint,
+            alert.starts_at,
+            alert.labels,
+        );
+        // Each resolve of an alert is its own message: a resolve, a re-fire
+        // with the same `starts_at` and a second resolve must not share an id.
+        if alert.status == Status::Resolved
+            && let Some(ends_at) = alert.ends_at
+        {
+            env = env.with_id_discriminator(&format!("ends_at={ends_at}"));
+        }
+        env.group_key = Some(msg.group_key.clone());
+        env.receiver = Some(msg.receiver.clone()).filter(|r| !r.is_empty());
+        env.ends_at = alert.ends_at;
+        env.generator_url = Some(alert.generator_url).filter(|u| !u.is_empty());
+        env.external_url = Some(msg.external_url.clone()).filter(|u| !u.is_empty());
+        env.truncated_alerts = msg.truncated_alerts;
+        env.annotations = alert.annotations;
+        env
+    }
+
+    /// An envelope with the fields every alert has; `alertname` and
+    /// `severity` come from the labels, the id from cluster, fingerprint,
+    /// status and `starts_at`. Everything optional starts empty.
+    pub fn new(
+        source: Source,
+        cluster: &str,
+        status: Status,
+        fingerprint: String,
+        starts_at: Timestamp,
+        labels: BTreeMap<String, String>,
+    ) -> Envelope {
+        let severity_raw = labels.get("severity").cloned();
         Envelope {
             schema: SCHEMA_V1.to_string(),
-            id: derive_id(cluster, &fingerprint, alert.status, alert.starts_at, None),
-            source: Source::Alertmanager,
+            id: derive_id(cluster, &fingerprint, status, starts_at, None),
+            source,
             cluster: cluster.to_string(),
-            status: alert.status,
-            alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+            status,
+            alertname: labels.get("alertname").cloned().unwrap_or_default(),
             severity: Severity::normalise(severity_raw.as_deref()),
             severity_raw,
             fingerprint,
-            group_key: Some(msg.group_key.clone()),
-            receiver: Some(msg.receiver.clone()).filter(|r| !r.is_empty()),
-            starts_at: alert.starts_at,
-            ends_at: alert.ends_at,
-            generator_url: Some(alert.generator_url).filter(|u| !u.is_empty()),
-            external_url: Some(msg.external_url.clone()).filter(|u| !u.is_empty()),
-            truncated_alerts: msg.truncated_alerts,
-            labels: alert.labels,
-            annotations: alert.annotations,
+            group_key: None,
+            receiver: None,
+            starts_at,
+            ends_at: None,
+            generator_url: None,
+            external_url: None,
+            truncated_alerts: 0,
+            labels,
+            annotations: BTreeMap::new(),
             kubernetes: None,
             aws: None,
             enrichment: None,
@@ -400,7 +440,31 @@ impl Envelope {
         }
     }
 
-    /// The namespace the alert is about: the resolved context first, then the label.
+    /// The same alert with its id derived with one more part, for an alert
+    /// whose identity needs it (a Kubernetes event's uid and series count).
+    pub fn with_id_discriminator(mut self, discriminator: &str) -> Envelope {
+        self.id = derive_id(
+            &self.cluster,
+            &self.fingerprint,
+            self.status,
+            self.starts_at,
+            Some(discriminator),
+        );
+        self
+    }
+
+    /// This firing, as the one that follows a resolve (at `resolved_at`) of
+    /// the same alert with the same `starts_at`: Alertmanager resolves an
+    /// alert Prometheus stopped sending, and Prometheus resumes it with its
+    /// restored `starts_at`. The payload is the same as the first firing's,
+    /// so only a sender that saw the resolve can tell them apart.
+    pub fn firing_after_resolve(self, resolved_at: Timestamp) -> Envelope {
+        if self.status != Status::Firing {
+            return self;
+        }
+        self.with_id_discriminator(&format!("after_resolve={resolved_at}"))
+    }
+
     pub fn namespace(&self) -> Option<&str> {
         self.kubernetes
             .as_ref()

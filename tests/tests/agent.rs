@@ -348,3 +348,337 @@ async fn whoami_reports_the_irsa_identity_and_names_what_is_missing() {
     assert!(out.contains("no AWS region"), "{out}");
     assert!(out.contains("AWS_REGION"), "{out}");
 }
+
+// ---- Hostile clients: raw sockets against both listeners ----
+
+/// The agent's resident set, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Sends an unfinished request head one byte at a time; returns how long
+/// the server kept the connection open (None: still open after `give_up`).
+async fn trickle_until_closed(addr: &str, give_up: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"POST /webhook HTTP/1.1\r\nHost: agent\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < give_up {
+        if stream.write_all(b"a").await.is_err() {
+            return Some(started.elapsed());
+        }
+        match tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            // An answer (408) before the close counts as the close.
+            Ok(Ok(_)) => return Some(started.elapsed()),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_closed_within_the_header_read_timeout_on_both_listeners() {
+    let moto = MotoServer::start().await;
+    let topic = moto.create_topic("alerts").await;
+    let agent = AgentProcess::start(
+        &moto.endpoint(),
+        &topic,
+        &[("HEADER_READ_TIMEOUT_SECONDS", "2")],
+    )
+    .await;
+    let (webhook_addr, metrics_addr) = (host_port(&agent.webhook), host_port(&agent.metrics));
+    let (webhook, metrics) = tokio::join!(
+        trickle_until_closed(&webhook_addr, Duration::from_secs(8)),
+        trickle_until_closed(&metrics_addr, Duration::from_secs(8)),
+    );
+    for (listener, open) in [("webhook", webhook), ("metrics", metrics)] {
+        let open = open.unwrap_or_else(|| {
+            panic!("{listener}: a header trickled byte by byte was still open after 8 s")
+        });
+        assert!(
+            open >= Duration::from_millis(1500) && open <= Duration::from_millis(3500),
+            "{listener}: closed after {open:?}, want about the 2 s header timeout"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let moto = MotoServer::start().await;
+    let topic = moto.create_topic("alerts").await;
+    let agent = AgentProcess::start(
+        &moto.endpoint(),
+        &topic,
+        &[("HEADER_READ_TIMEOUT_SECONDS", "2")],
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(host_port(&agent.metrics))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: agent\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle keep-alive connection was still open after 8 s: {closed:?}"
+    );
+    assert!(
+        idle.elapsed() <= Duration::from_millis(3500),
+        "idle connection closed after {:?}, want about 2 s",
+        idle.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_hostile_connections_keep_rss_under_64_mib_and_another_client_gets_200_within_1_s()
+ {
+    use tokio::io::AsyncWriteExt;
+    let moto = MotoServer::start().await;
+    let topic = moto.create_topic("alerts").await;
+    let agent = AgentProcess::start(&moto.endpoint(), &topic, &[]).await;
+    wait_until_http_ok(
+        "agent /readyz",
+        &format!("{}/readyz", agent.metrics),
+        Duration::from_secs(20),
+    )
+    .await;
+    let addr = host_port(&agent.webhook);
+    let before = rss_mib(agent.child.pid());
+    // Each connection sends up to 300 KB of a header that never ends, then holds.
+    let mut hostile = Vec::new();
+    for _ in 0..1000 {
+        let addr = addr.clone();
+        hostile.push(tokio::spawn(async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                return None;
+            };
+            let _ = s
+                .write_all(b"POST /webhook HTTP/1.1\r\nHost: a\r\nX-Pad: ")
+                .await;
+            let pad = vec![b'a'; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                for _ in 0..75 {
+                    if s.write_all(&pad).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            Some(s)
+        }));
+    }
+    let mut held = Vec::new();
+    for h in hostile {
+        if let Some(s) = h.await.unwrap() {
+            held.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_mib(agent.child.pid());
+
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(alert_manager_tests::workspace_root().join("envelope/fixtures/firing.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let response = client
+        .post(&agent.webhook)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let after = rss_mib(agent.child.pid());
+    drop(held);
+    eprintln!(
+        "RSS before {before:.1} MiB, with 1000 hostile connections {during:.1} MiB, after the webhook {after:.1} MiB; webhook latency {latency:?}"
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        latency <= Duration::from_secs(1),
+        "webhook from 127.0.0.2 took {latency:?}"
+    );
+    assert!(
+        during.max(after) <= 64.0,
+        "RSS {during:.1} / {after:.1} MiB with 1000 hostile connections"
+    );
+    let m = agent.metrics_text().await;
+    assert!(
+        m.contains(
+            r#"connections_refused_total{listener="webhook",reason="max_connections_per_client"}"#
+        ),
+        "{m}"
+    );
+}
+
+// ---- Token rotation ----
+
+/// What the webhook answers a request with `token` and no content type:
+/// 415 once the token is accepted (nothing is published), 401 if not.
+async fn token_answer(agent: &AgentProcess, token: &str) -> u16 {
+    reqwest::Client::new()
+        .post(&agent.webhook)
+        .bearer_auth(token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until `token` gets `code` (polling every 250 ms); returns when.
+async fn until_answer(agent: &AgentProcess, token: &str, code: u16, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        if token_answer(agent, token).await == code {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "token {token:?} did not get {code} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const ROTATED: &str = "rotated-bearer-token-8c1d";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewritten_token_file_is_followed_and_the_previous_token_expires_after_the_grace() {
+    let moto = MotoServer::start().await;
+    let topic = moto.create_topic("alerts").await;
+    let agent = AgentProcess::start(
+        &moto.endpoint(),
+        &topic,
+        &[("AUTH_TOKEN_GRACE_SECONDS", "4")],
+    )
+    .await;
+    assert_eq!(token_answer(&agent, TOKEN).await, 415);
+    assert_eq!(token_answer(&agent, ROTATED).await, 401);
+    std::fs::write(agent.dir.path().join("bearer"), format!("{ROTATED}\n")).unwrap();
+    let accepted = until_answer(&agent, ROTATED, 415, Duration::from_secs(15)).await;
+    // Alertmanager's copy of the Secret may still hold the old token a while.
+    assert_eq!(
+        token_answer(&agent, TOKEN).await,
+        415,
+        "old token within the grace"
+    );
+    tokio::time::sleep_until((accepted + Duration::from_millis(2500)).into()).await;
+    assert_eq!(
+        token_answer(&agent, TOKEN).await,
+        415,
+        "old token within the grace"
+    );
+    let refused = until_answer(&agent, TOKEN, 401, Duration::from_secs(4)).await;
+    assert!(
+        refused.duration_since(accepted) <= Duration::from_millis(4500),
+        "old token refused {:?} after the new one was accepted",
+        refused.duration_since(accepted)
+    );
+    assert_eq!(token_answer(&agent, ROTATED).await, 415);
+    let m = agent.metrics_text().await;
+    assert!(
+        m.contains(r#"auth_token_reloads_total{result="ok"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_volume_symlink_swap_is_followed_and_an_empty_file_keeps_the_token() {
+    use std::os::unix::fs::symlink;
+    let moto = MotoServer::start().await;
+    let topic = moto.create_topic("alerts").await;
+    // A mounted Secret as the kubelet lays it out: token -> ..data/token,
+    // ..data -> ..<timestamp>/, swapped by renaming a new ..data symlink.
+    let secret = tempfile::tempdir().unwrap();
+    let first = secret.path().join("..2026_12_02_06_00_00.1");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::write(first.join("token"), TOKEN).unwrap();
+    symlink("..2026_12_02_06_00_00.1", secret.path().join("..data")).unwrap();
+    symlink("..data/token", secret.path().join("token")).unwrap();
+    let token_file = secret.path().join("token");
+    let agent = AgentProcess::start(
+        &moto.endpoint(),
+        &topic,
+        &[
+            ("AUTH_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("AUTH_TOKEN_GRACE_SECONDS", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(token_answer(&agent, TOKEN).await, 415);
+
+    let swap = |dir: &str, content: &str| {
+        let next = secret.path().join(dir);
+        std::fs::create_dir(&next).unwrap();
+        std::fs::write(next.join("token"), content).unwrap();
+        let tmp = secret.path().join("..data_tmp");
+        symlink(dir, &tmp).unwrap();
+        std::fs::rename(&tmp, secret.path().join("..data")).unwrap();
+    };
+    swap("..2026_12_02_06_10_00.2", ROTATED);
+    std::fs::remove_dir_all(&first).unwrap();
+    until_answer(&agent, ROTATED, 415, Duration::from_secs(15)).await;
+    until_answer(&agent, TOKEN, 401, Duration::from_secs(5)).await;
+
+    // An empty Secret (a botched rotation) keeps the token in use.
+    swap("..2026_12_02_06_20_00.3", "");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        token_answer(&agent, ROTATED).await,
+        415,
+        "current token kept"
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("AUTH_TOKEN_FILE cannot be used; keeping the current token"),
+        "{}",
+        agent.log_text()
+    );
+    let m = agent.metrics_text().await;
+    assert!(
+        m.contains(r#"auth_token_reloads_total{result="error"} 1"#),
+        "{m}"
+    );
+}

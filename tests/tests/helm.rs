@@ -648,9 +648,9 @@ fn objs_full() -> Vec<Value> {
     objects(&render_full())
 }
 
-/// The names the agent reads (`env = "..."` in agent/src/config.rs).
+/// The names the agent reads (`env = "..."` in agent/src/config/flags.rs).
 fn agent_env_names() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(workspace_root().join("agent/src/config.rs")).unwrap();
+    let src = std::fs::read_to_string(workspace_root().join("agent/src/config/flags.rs")).unwrap();
     let names: BTreeSet<String> = src
         .split("env = \"")
         .skip(1)
@@ -817,7 +817,7 @@ fn deployment_meets_the_restricted_profile_and_the_agents_settings() {
                 agent_env.contains(name)
                     || ["AWS_REGION", "RUST_LOG", "AWS_STS_REGIONAL_ENDPOINTS"]
                         .contains(&name.as_str()),
-                "{what}: {name} is not a setting of the agent (agent/src/config.rs)"
+                "{what}: {name} is not a setting of the agent (agent/src/config/flags.rs)"
             );
         }
 

@@ -150,6 +150,73 @@ async fn list_paginates_with_limit_and_continue_until_every_node_is_returned() {
 }
 
 #[tokio::test]
+async fn a_resource_version_0_list_is_answered_whole_whatever_the_limit() {
+    // The real API server serves `resourceVersion=0` from its watch cache
+    // and ignores `limit`; a mock that paginated it would hide a switch to
+    // RV=0 (unbounded pages) from the node-memory benchmark.
+    let api = MockKubeApi::start(nodes(5)).await;
+    let get = |query: &'static str| {
+        let url = format!("{}/api/v1/nodes?{query}", api.url());
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(MOCK_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let cached = get("limit=2&resourceVersion=0").await;
+    assert_eq!(cached["items"].as_array().unwrap().len(), 5);
+    assert!(cached["metadata"].get("continue").is_none(), "{cached}");
+    let paged = get("limit=2").await;
+    assert_eq!(paged["items"].as_array().unwrap().len(), 2);
+    assert!(paged["metadata"]["continue"].as_str().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_lists_nodes_in_consistent_pages_not_from_the_watch_cache() {
+    let api = MockKubeApi::start(nodes(120)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    // Only the Kubernetes side is looked at: SNS is never reached here.
+    let _agent = alert_manager_tests::agent::AgentProcess::start(
+        "http://127.0.0.1:9",
+        "arn:aws:sns:us-east-1:123456789012:alerts",
+        &[
+            ("KUBERNETES_CONTEXT", "auto"),
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lists = loop {
+        let lists: Vec<_> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/api/v1/nodes" && r.param("watch").is_none())
+            .collect();
+        if lists.len() >= 3 || std::time::Instant::now() > deadline {
+            break lists;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lists.len(), 3, "120 nodes in pages of 50: {lists:?}");
+    for list in &lists {
+        assert_eq!(list.param("limit").as_deref(), Some("50"), "{list:?}");
+        assert_ne!(
+            list.param("resourceVersion").as_deref(),
+            Some("0"),
+            "{list:?}"
+        );
+    }
+    assert!(lists[1].param("continue").is_some());
+}
+
+#[tokio::test]
 async fn raw_list_has_kubernetes_list_shape() {
     let api = MockKubeApi::start(nodes(3)).await;
     let body: Value = reqwest::Client::new()

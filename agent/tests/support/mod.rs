@@ -97,6 +97,15 @@ impl ApiServerVerifier {
         seen
     }
 
+    /// The next request's method and path, if one arrives within `within`
+    /// (left unanswered).
+    pub async fn next_or_silence(&mut self, within: Duration) -> Option<String> {
+        match tokio::time::timeout(within, self.handle.next_request()).await {
+            Ok(Some((request, _))) => Some(format!("{} {}", request.method(), request.uri())),
+            _ => None,
+        }
+    }
+
     /// Asserts that no request arrives within `within`.
     pub async fn expect_silence(&mut self, within: Duration) {
         if let Ok(Some((request, _))) =

@@ -1142,10 +1142,13 @@ fn list(
         Ok(filter) => filter,
         Err(message) => return error(400, &message),
     };
+    // As the real API server: a `resourceVersion=0` list is served from the
+    // watch cache, whole, whatever `limit` says.
+    let from_cache = params.get("resourceVersion") == Some("0");
     let limit = params
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .filter(|&l| l > 0);
+        .filter(|&l| l > 0 && !from_cache);
     let inner = shared.lock();
     let (rv, after) = match params.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => match decode_continue(token) {

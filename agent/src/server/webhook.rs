@@ -1,4 +1,4 @@
-//! HTTP: the webhook router, the metrics/health router, and `run`.
+//! `POST /webhook`.
 //!
 //! Checks happen in this order so that an unauthenticated caller learns
 //! nothing about the input rules: token (401), content type (415), size
@@ -7,85 +7,18 @@
 //! notifications are read and published at once; authenticated ones beyond
 //! that wait for a slot before their body is read.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use alert_envelope::Envelope;
 use alert_envelope::webhook::WebhookMessage;
-use axum::Router;
+use alert_envelope::{Envelope, Status};
 use axum::body::{Body, to_bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
-use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
-use crate::config::BearerToken;
-use crate::context::ClusterContext;
-use crate::metrics::{CodeLabel, Metrics};
-use alert_aws::{PreparedMessage, SnsPublisher, prepare};
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// The SNS publisher.
-    pub publisher: SnsPublisher,
-    /// Cluster name for every envelope.
-    pub cluster: String,
-    /// Bearer token Alertmanager must send, if configured.
-    pub auth_token: Option<BearerToken>,
-    /// Body limit in bytes.
-    pub max_body_bytes: usize,
-    /// One permit per notification processed at once (`MAX_CONCURRENT_WEBHOOKS`).
-    pub webhook_slots: Arc<Semaphore>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Set once the topic has been checked.
-    pub ready: Arc<AtomicBool>,
-    /// Cluster context, when the agent talks to Kubernetes.
-    pub context: Option<ClusterContext>,
-}
-
-/// `POST /webhook`.
-pub fn webhook_router(state: AppState) -> Router {
-    Router::new()
-        .route("/webhook", post(webhook))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state)
-}
-
-/// `/metrics`, `/healthz`, `/readyz`.
-pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<AppState>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    s.metrics.encode(),
-                )
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|State(s): State<AppState>| async move {
-                if s.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "topic not checked yet")
-                }
-            }),
-        )
-        .with_state(state)
-}
+use super::AppState;
+use alert_aws::{PreparedMessage, prepare};
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
     let mut body = json!({ "error": message.into() });
@@ -95,27 +28,25 @@ fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) ->
     (status, axum::Json(body)).into_response()
 }
 
-async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let response = handle(&state, &headers, body).await;
-    state
-        .metrics
-        .webhook_responses
-        .get_or_create(&CodeLabel {
-            code: response.status().as_u16().to_string(),
-        })
-        .inc();
+    state.metrics.webhook().response(response.status().as_u16());
     response
 }
 
 /// The webhook logic, as a plain function of state, headers and body.
 pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
-    if let Some(expected) = &state.auth_token {
+    if let Some(tokens) = &state.auth {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !bool::from(given.as_bytes().ct_eq(expected.expose())) {
+        if !tokens.accepts(given.as_bytes()) {
             tracing::warn!("webhook rejected: missing or wrong bearer token");
             return error(
                 StatusCode::UNAUTHORIZED,
@@ -142,9 +73,26 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     let Ok(_slot) = state.webhook_slots.acquire().await else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
     };
-    let bytes = match to_bytes(body, state.max_body_bytes).await {
-        Ok(b) => b,
+    // The slot is held while the body arrives: a client that sends it slowly
+    // must not keep a slot longer than this.
+    let bytes = match tokio::time::timeout(
+        state.body_read_timeout,
+        to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "body not received within {} s (BODY_READ_TIMEOUT_SECONDS)",
+                    state.body_read_timeout.as_secs()
+                ),
+                None,
+            );
+        }
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -167,16 +115,27 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
         .alert_received("alertmanager", msg.alerts.len());
 
     let fifo = state.publisher.is_fifo();
-    let mut seen = HashSet::new();
     let mut envelopes: Vec<(usize, Envelope)> = Vec::with_capacity(msg.alerts.len());
+    let mut already_published = 0;
     // The alerts move into their envelopes; `msg` keeps the notification's own fields.
     let alerts = std::mem::take(&mut msg.alerts);
     for (i, alert) in alerts.into_iter().enumerate() {
-        let env = Envelope::from_alertmanager_alert(&state.cluster, &msg, alert);
-        if seen.insert(env.id.clone()) {
-            envelopes.push((i, env)); // the same alert twice in one notification: one message
+        let env = state.identify(Envelope::from_alertmanager_alert(
+            &state.cluster,
+            &msg,
+            alert,
+        ));
+        if state.recent.contains(&env.id) {
+            // Alertmanager retries the whole notification when one alert of it
+            // failed; SNS took this one already.
+            already_published += 1;
+            continue;
         }
+        envelopes.push((i, env));
     }
+    // The same alert twice in one notification: one message.
+    crate::sns::dedupe_by_id(&mut envelopes, |(_, env)| env.id.as_str());
+    state.metrics.already_published(already_published);
     if let Some(context) = &state.context {
         // Pod lookups of one notification run concurrently; each has its own timeout.
         futures::future::join_all(envelopes.iter_mut().map(|(_, env)| context.annotate(env))).await;
@@ -186,10 +145,7 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     for (i, env) in envelopes {
         match prepare(env, fifo) {
             Ok(p) => {
-                state.metrics.envelope_size.observe(p.size as f64);
-                if p.truncated {
-                    state.metrics.envelopes_truncated.inc();
-                }
+                state.metrics.webhook().envelope(p.size, p.truncated);
                 prepared.push(p);
             }
             Err(e) => too_large.push((i, e)),
@@ -197,15 +153,15 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
     }
 
     let started = Instant::now();
-    let outcome = state.publisher.publish(&prepared).await;
+    let outcome = crate::sns::publish(&state.publisher, &prepared).await;
+    state
+        .recent
+        .insert(outcome.accepted.iter().map(|&i| prepared[i].id.as_str()));
     state
         .metrics
-        .publish_duration
-        .observe(started.elapsed().as_secs_f64());
-    state
-        .metrics
-        .alerts_published
-        .inc_by(outcome.accepted.len() as u64);
+        .webhook()
+        .publish_took(started.elapsed().as_secs_f64());
+    state.metrics.published(outcome.accepted.len());
     for (_, c) in outcome.permanent.iter().chain(outcome.retryable.iter()) {
         state.metrics.failed(&c.reason, 1);
     }
@@ -238,46 +194,36 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
         );
     }
     let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
-    tracing::info!(group_key = %msg.group_key, alerts = total, ids = ?ids, "published");
+    tracing::info!(group_key = %msg.group_key, alerts = total, already_published, ids = ?ids, "published");
     (
         StatusCode::OK,
-        axum::Json(json!({"status": "ok", "published": total})),
+        axum::Json(
+            json!({"status": "ok", "published": total, "already_published": already_published}),
+        ),
     )
         .into_response()
 }
 
-/// Checks the topic until it answers (GetTopicAttributes), then marks the agent ready.
-pub async fn check_topic_until_ready(state: AppState) {
-    use backon::BackoffBuilder;
-    let mut backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(std::time::Duration::from_millis(200))
-        .with_max_delay(std::time::Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .build();
-    loop {
-        match state
-            .publisher
-            .client()
-            .get_topic_attributes()
-            .topic_arn(state.publisher.topic_arn())
-            .send()
-            .await
-        {
-            Ok(_) => {
-                state.ready.store(true, Ordering::Relaxed);
-                tracing::info!(
-                    topic = state.publisher.topic_arn(),
-                    "topic reachable; ready"
-                );
-                return;
+impl AppState {
+    /// The envelope's id as this replica knows it: a firing after a resolve
+    /// it saw is a new firing (see [`crate::recent::Resolves`]).
+    fn identify(&self, env: Envelope) -> Envelope {
+        match (env.status, env.ends_at) {
+            (Status::Resolved, Some(ends_at)) => {
+                self.resolves
+                    .record(&env.cluster, &env.fingerprint, env.starts_at, ends_at);
+                env
             }
-            Err(e) => {
-                let c = alert_aws::classify_sdk_error(&e);
-                tracing::warn!(topic = state.publisher.topic_arn(), reason = %c.reason, detail = %c.detail, "topic check failed; not ready");
+            (Status::Firing, _) => {
+                match self
+                    .resolves
+                    .last(&env.cluster, &env.fingerprint, env.starts_at)
+                {
+                    Some(resolved_at) => env.firing_after_resolve(resolved_at),
+                    None => env,
+                }
             }
+            (Status::Resolved, None) => env,
         }
-        let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(10));
-        tokio::time::sleep(delay).await;
     }
 }
