@@ -3,7 +3,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+
 use crate::Error;
+use crate::deliver::BatchReport;
 
 /// Where the records came from; decides how failures are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,5 +91,29 @@ fn unwrap_sns_notification(body: &str) -> String {
     match serde_json::from_str::<Notification>(body) {
         Ok(n) if n.kind == "Notification" => n.message,
         _ => body.to_string(),
+    }
+}
+
+/// The invocation's answer: for SQS an `SqsBatchResponse` naming the failed
+/// records; for SNS `{}`, or an error so that Lambda's async retry applies.
+pub fn response(kind: EventKind, total: usize, report: BatchReport) -> Result<Value, Error> {
+    match kind {
+        EventKind::Sqs => {
+            let mut response = SqsBatchResponse::default();
+            for item_identifier in report.failed_message_ids {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = item_identifier;
+                response.batch_item_failures.push(failure);
+            }
+            serde_json::to_value(response).map_err(|e| Error::Event(e.to_string()))
+        }
+        EventKind::Sns if report.failed_message_ids.is_empty() => {
+            Ok(Value::Object(Default::default()))
+        }
+        EventKind::Sns => Err(Error::Delivery {
+            failed: report.failed_message_ids.len(),
+            total,
+            detail: report.first_failure.unwrap_or_default(),
+        }),
     }
 }

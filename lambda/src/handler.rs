@@ -4,8 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use alert_aws::{Deadline, RetryStage, TopicArn};
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use alert_aws::{Deadline, RetryStage};
 use serde_json::Value;
 
 use crate::Error;
@@ -13,11 +12,11 @@ use crate::batch::Batch;
 use crate::config::EnricherConfig;
 use crate::deliver::{BatchReport, Sinks, deliver};
 use crate::enrich::Enrichers;
-use crate::event::{self, EventKind, Record};
+use crate::event::{self, Record};
 use crate::routes_source::Routes;
-use crate::routing::{ENRICHED_SINK, RoutingTable};
+use crate::routing::RoutingTable;
 use crate::secrets::SecretStore;
-use crate::sinks::{HttpClient, Sink, SinkClients, SnsSink};
+use crate::sinks::{HttpClient, Sink, SinkClients};
 
 /// The Lambda's state, built once at init and shared by every invocation.
 #[derive(Debug)]
@@ -83,25 +82,7 @@ impl Enricher {
         for doc in report.counts.sink_emf(now_ms) {
             println!("{doc}");
         }
-        match kind {
-            EventKind::Sqs => {
-                let mut response = SqsBatchResponse::default();
-                for item_identifier in report.failed_message_ids {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = item_identifier;
-                    response.batch_item_failures.push(failure);
-                }
-                serde_json::to_value(response).map_err(|e| Error::Event(e.to_string()))
-            }
-            EventKind::Sns if report.failed_message_ids.is_empty() => {
-                Ok(Value::Object(Default::default()))
-            }
-            EventKind::Sns => Err(Error::Delivery {
-                failed: report.failed_message_ids.len(),
-                total,
-                detail: report.first_failure.unwrap_or_default(),
-            }),
-        }
+        event::response(kind, total, report)
     }
 
     /// Enriches and delivers `records` before `deadline`, reporting which failed.
@@ -150,7 +131,7 @@ impl Enricher {
         {
             return (table, sinks.clone());
         }
-        let sinks = Arc::new(build_sinks(
+        let sinks = Arc::new(Sink::for_table(
             &table,
             &self.config.enriched_topic,
             &self.clients,
@@ -158,23 +139,4 @@ impl Enricher {
         *built = Some((table.clone(), sinks.clone()));
         (table, sinks)
     }
-}
-
-/// Every declared sink, plus `enriched` (the enriched topic) unless declared.
-fn build_sinks(table: &RoutingTable, enriched: &TopicArn, clients: &SinkClients) -> Sinks {
-    let mut sinks = Sinks::new();
-    for (name, config) in &table.sinks {
-        // Parsing the table validated every sink, so this does not fail; a
-        // sink that did would be refused per envelope as unknown.
-        match Sink::build(config, clients) {
-            Ok(sink) => {
-                sinks.insert(name.clone(), sink);
-            }
-            Err(e) => tracing::error!(sink = %name, error = %e, "sink not built"),
-        }
-    }
-    sinks
-        .entry(ENRICHED_SINK.to_string())
-        .or_insert_with(|| Sink::Sns(SnsSink::new(enriched.clone(), clients.sns.clone())));
-    sinks
 }

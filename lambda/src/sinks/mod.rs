@@ -134,6 +134,30 @@ impl Sink {
         })
     }
 
+    /// Every sink a routing table declares, plus `enriched` (the topic of
+    /// `ENRICHED_TOPIC_ARN`) unless the table declares its own.
+    pub fn for_table(
+        table: &crate::routing::RoutingTable,
+        enriched: &alert_aws::TopicArn,
+        clients: &SinkClients,
+    ) -> crate::deliver::Sinks {
+        let mut sinks = crate::deliver::Sinks::new();
+        for (name, config) in &table.sinks {
+            // Parsing the table validated every sink, so this does not fail;
+            // a sink that did would be refused per envelope as unknown.
+            match Sink::build(config, clients) {
+                Ok(sink) => {
+                    sinks.insert(name.clone(), sink);
+                }
+                Err(e) => tracing::error!(sink = %name, error = %e, "sink not built"),
+            }
+        }
+        sinks
+            .entry(crate::routing::ENRICHED_SINK.to_string())
+            .or_insert_with(|| Sink::Sns(SnsSink::new(enriched.clone(), clients.sns.clone())));
+        sinks
+    }
+
     /// Delivers `envelopes`, retrying within `deadline`.
     pub async fn deliver(
         &self,
