@@ -3,132 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
-use std::sync::atomic::AtomicBool;
+mod webhook_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alert_aws::RetryPolicy;
-use alert_manager_agent::SnsPublisher;
-use alert_manager_agent::config::BearerToken;
-use alert_manager_agent::metrics::Metrics;
-use alert_manager_agent::server::{AppState, TokenStore, webhook_router};
 use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutput};
 use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
 use aws_smithy_mocks::{Rule, RuleMode, mock};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use axum::http::StatusCode;
 
-const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alerts";
-const TOKEN: &str = "s3cr3t-t0ken-value-0123456789";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../envelope/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn client(rules: &[&Rule], mode: RuleMode) -> aws_sdk_sns::Client {
-    let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(mode);
-    for rule in rules {
-        interceptor = interceptor.with_rule(rule);
-    }
-    let config = aws_sdk_sns::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_sns::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sns::config::Credentials::new(
-            "AKIDTESTKEY",
-            "test-secret-key",
-            None,
-            None,
-            "test",
-        ))
-        // As in production: the publisher is the one retry stage.
-        .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
-        .http_client(aws_smithy_mocks::create_mock_http_client())
-        .interceptor(interceptor)
-        .build();
-    aws_sdk_sns::Client::from_conf(config)
-}
-
-/// Accepts every entry of every call.
-fn accept_all() -> Rule {
-    mock!(aws_sdk_sns::Client::publish_batch).then_compute_output(|input| {
-        let ok = input
-            .publish_batch_request_entries()
-            .iter()
-            .map(|e| {
-                PublishBatchResultEntry::builder()
-                    .id(e.id())
-                    .message_id(format!("msg-{}", e.id()))
-                    .build()
-            })
-            .collect();
-        PublishBatchOutput::builder()
-            .set_successful(Some(ok))
-            .build()
-    })
-}
-
-fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -> AppState {
-    AppState {
-        publisher: SnsPublisher::new(
-            client,
-            TOPIC.parse().unwrap(),
-            RetryPolicy {
-                deadline,
-                min_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
-            },
-        ),
-        cluster: "prod-eu-1".into(),
-        auth: token.map(|t| TokenStore::new(BearerToken::new(t.into()))),
-        max_body_bytes: 1024 * 1024,
-        body_read_timeout: std::time::Duration::from_secs(10),
-        webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
-        metrics: Arc::new(Metrics::new()),
-        ready: Arc::new(AtomicBool::new(true)),
-        context: None,
-        recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
-            std::num::NonZeroUsize::new(1000).unwrap(),
-            std::time::Duration::from_secs(300),
-        )),
-        resolves: Arc::new(alert_manager_agent::recent::Resolves::new(
-            std::num::NonZeroUsize::new(1000).unwrap(),
-        )),
-    }
-}
-
-async fn post(
-    state: &AppState,
-    body: Vec<u8>,
-    content_type: Option<&str>,
-    token: Option<&str>,
-) -> (StatusCode, serde_json::Value) {
-    let mut req = Request::post("/webhook");
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
-    }
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = webhook_router(state.clone())
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        panic!(
-            "{status}: body is not JSON: {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, json)
-}
+use webhook_support::*;
 
 #[tokio::test]
 async fn a_notification_waits_for_a_free_slot_before_it_is_read_and_published() {
@@ -475,84 +359,6 @@ async fn bad_input_gets_the_documented_4xx_with_a_json_error() {
         }
     }
     assert_eq!(rule.num_calls(), 0, "nothing invalid reached SNS");
-}
-
-#[tokio::test]
-async fn logs_never_contain_the_token_or_aws_credentials() {
-    use tracing_subscriber::fmt::MakeWriter;
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Capture {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let ok = accept_all();
-    let s = state(
-        client(&[&ok], RuleMode::MatchAny),
-        Some(TOKEN),
-        Duration::from_secs(1),
-    );
-    tracing::info!(config = ?s.auth, "state built");
-    post(
-        &s,
-        fixture("firing.json"),
-        Some("application/json"),
-        Some(TOKEN),
-    )
-    .await;
-    post(
-        &s,
-        fixture("firing.json"),
-        Some("application/json"),
-        Some("wrong-token"),
-    )
-    .await;
-    post(&s, b"{bad".to_vec(), Some("application/json"), Some(TOKEN)).await;
-    let denied = mock!(aws_sdk_sns::Client::publish_batch).then_error(|| {
-        PublishBatchError::AuthorizationErrorException(
-            aws_sdk_sns::types::error::AuthorizationErrorException::builder()
-                .message("denied")
-                .build(),
-        )
-    });
-    let s = state(
-        client(&[&denied], RuleMode::MatchAny),
-        Some(TOKEN),
-        Duration::from_secs(1),
-    );
-    post(
-        &s,
-        fixture("firing.json"),
-        Some("application/json"),
-        Some(TOKEN),
-    )
-    .await;
-
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("published"), "the capture works: {logs}");
-    assert!(logs.contains("<redacted>"), "{logs}");
-    for secret in [TOKEN, "test-secret-key", "wrong-token"] {
-        assert!(!logs.contains(secret), "secret {secret:?} leaked into logs");
-    }
 }
 
 mod generated {
