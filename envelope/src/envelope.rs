@@ -14,8 +14,11 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+pub use crate::enrichment::{
+    CloudWatchEnrichment, Ec2Enrichment, Enrichment, EnrichmentError, MetricPoint, MetricSummary,
+};
+pub use crate::id::{derive_id, label_fingerprint};
 use crate::webhook::{Alert, WebhookMessage, deserialize_naming_path, json_path};
 
 /// The schema identifier this crate writes.
@@ -217,114 +220,6 @@ pub struct AwsContext {
     pub instance_type: Option<String>,
 }
 
-/// What the enricher Lambda adds. A failed step is recorded in `errors` and never blocks delivery.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Enrichment {
-    /// EC2 instance data and tags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ec2: Option<Ec2Enrichment>,
-    /// CloudWatch metrics around the alert.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloudwatch: Option<CloudWatchEnrichment>,
-    /// Owning team as the Lambda resolved it: `kubernetes.team`, then an EC2
-    /// tag, then the `team` label, then the configured default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team: Option<String>,
-    /// Sinks the alert was routed to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routed_to: Vec<String>,
-    /// One entry per enrichment step that failed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<EnrichmentError>,
-}
-
-/// EC2 DescribeInstances data for the instance behind the alert.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Ec2Enrichment {
-    /// Instance id.
-    pub instance_id: String,
-    /// Instance type, e.g. `m6i.large`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    /// Instance state, e.g. `running`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// Launch time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch_time: Option<Timestamp>,
-    /// Primary private IPv4 address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub private_ip: Option<String>,
-    /// Availability zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub availability_zone: Option<String>,
-    /// Instance tags, minus the configured deny-list.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// EKS nodegroup from the `eks:nodegroup-name` tag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodegroup: Option<String>,
-    /// Auto Scaling group from the `aws:autoscaling:groupName` tag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autoscaling_group: Option<String>,
-}
-
-/// CloudWatch metrics for the instance around the alert.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CloudWatchEnrichment {
-    /// Start of the queried window.
-    pub window_start: Timestamp,
-    /// End of the queried window.
-    pub window_end: Timestamp,
-    /// Period of each point in seconds (a multiple of 60).
-    pub period_seconds: u32,
-    /// One entry per metric and statistic.
-    #[serde(default)]
-    pub metrics: Vec<MetricSummary>,
-    /// Link to the metrics in the CloudWatch console.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub console_url: Option<String>,
-}
-
-/// A metric series with its summary.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct MetricSummary {
-    /// Metric name, e.g. `CPUUtilization`.
-    pub metric: String,
-    /// Statistic, e.g. `Average` or `Maximum`.
-    pub stat: String,
-    /// Most recent value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest: Option<f64>,
-    /// Largest value in the window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-    /// Mean of the values in the window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avg: Option<f64>,
-    /// The points, oldest first.
-    #[serde(default)]
-    pub points: Vec<MetricPoint>,
-}
-
-/// One point of a metric series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct MetricPoint {
-    /// Start of the period.
-    pub timestamp: Timestamp,
-    /// Value for the period.
-    pub value: f64,
-}
-
-/// An enrichment step that failed; the alert was delivered without it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct EnrichmentError {
-    /// The step: `ec2`, `cloudwatch`, `route`, ...
-    pub stage: String,
-    /// What went wrong.
-    pub message: String,
-}
-
 /// An envelope that could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -486,44 +381,4 @@ impl Envelope {
 pub fn schema_major(schema: &str) -> Option<u32> {
     let version = schema.strip_prefix("alert-manager/v")?;
     version.split('.').next()?.parse().ok()
-}
-
-/// The deterministic envelope id: 32 hex characters of SHA-256 over the
-/// length-prefixed parts, so that no two distinct inputs share a preimage.
-///
-/// `discriminator` is for sources whose alert identity needs one more part
-/// (a Kubernetes event's series count); Alertmanager alerts pass `None`.
-pub fn derive_id(
-    cluster: &str,
-    fingerprint: &str,
-    status: Status,
-    starts_at: Timestamp,
-    discriminator: Option<&str>,
-) -> String {
-    let starts_at = starts_at.to_string();
-    let mut hasher = Sha256::new();
-    for part in [
-        cluster,
-        fingerprint,
-        status.as_str(),
-        starts_at.as_str(),
-        discriminator.unwrap_or(""),
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let digest = hasher.finalize();
-    hex::encode(&digest[..16])
-}
-
-/// A stable fingerprint of a label set, for alerts that arrive without one.
-pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    for (k, v) in labels {
-        hasher.update((k.len() as u64).to_be_bytes());
-        hasher.update(k.as_bytes());
-        hasher.update((v.len() as u64).to_be_bytes());
-        hasher.update(v.as_bytes());
-    }
-    hex::encode(&hasher.finalize()[..8])
 }

@@ -10,7 +10,9 @@
 //!
 //! No I/O happens here.
 
+mod enrichment;
 mod envelope;
+mod id;
 pub mod schema;
 pub mod sns;
 pub mod webhook;
