@@ -52,4 +52,6 @@ deploy-lambda: ## REAL AWS ACCOUNT: build the enricher for arm64 and deploy it (
 	@test -n "$$ENRICHED_TOPIC_ARN" || { echo "deploy-lambda: set ENRICHED_TOPIC_ARN to the stack output EnrichedTopicArn" >&2; exit 2; }
 	cd lambda && PATH="$(ALERT_MANAGER_CACHE)/venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip
 	cd lambda && $(CARGO_LAMBDA) deploy --admerge --iam-role "$$ENRICHER_ROLE_ARN" \
-	  --env-var "ENRICHED_TOPIC_ARN=$$ENRICHED_TOPIC_ARN" --binary-name alert-manager-enricher $(FUNCTION_NAME)
+	  --env-var "ENRICHED_TOPIC_ARN=$$ENRICHED_TOPIC_ARN" \
+	  $${STATE_TABLE:+--env-var "STATE_TABLE=$$STATE_TABLE"} \
+	  --binary-name alert-manager-enricher $(FUNCTION_NAME)

@@ -55,6 +55,15 @@ impl Deadline {
         }
     }
 
+    /// The same deadline moved `by` earlier, keeping that time for work
+    /// after it (the state writes after delivery).
+    pub fn earlier(self, by: Duration) -> Deadline {
+        Deadline {
+            at: self.at.checked_sub(by).unwrap_or(self.at),
+            margin: self.margin,
+        }
+    }
+
     /// Time left for work: until the deadline, minus the margin.
     pub fn remaining(&self) -> Duration {
         self.at
@@ -91,6 +100,14 @@ mod tests {
         let d = Deadline::within(Duration::from_secs(10));
         assert!(d.capped(Duration::from_secs(2)).remaining() <= Duration::from_secs(2));
         assert!(d.capped(Duration::from_secs(60)).remaining() <= Duration::from_millis(9500));
+    }
+
+    #[test]
+    fn earlier_keeps_time_after_the_deadline_for_later_work() {
+        let d = Deadline::within(Duration::from_secs(10));
+        let left = d.earlier(Duration::from_secs(3)).remaining();
+        assert!(left <= Duration::from_millis(6500) && left > Duration::from_secs(6), "{left:?}");
+        assert!(d.remaining() > Duration::from_secs(9));
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct Enrichment {
     /// One entry per enrichment step that failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<EnrichmentError>,
+    /// The alert state store holds a newer envelope of this alert (for
+    /// example this is a firing that arrived after its resolve). People's
+    /// sinks did not get it; it reaches SNS with the attribute `stale=true`,
+    /// and consumers that keep state should ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// EC2 DescribeInstances data for the instance behind the alert.

@@ -9,6 +9,7 @@ use crate::config::{EnricherArgs, EnricherCommand};
 use crate::routes_source::Routes;
 use crate::routing::RoutingTable;
 use crate::secrets::SecretStore;
+use crate::state::StateStore;
 use crate::{Enricher, Error};
 
 /// What the binary was asked to do.
@@ -61,14 +62,22 @@ pub async fn init(args: EnricherArgs) -> Result<Enricher, Error> {
         ssm,
         config.secrets_ttl,
     );
-    Ok(Enricher::new(
+    let state = config
+        .state
+        .clone()
+        .map(|c| StateStore::new(aws_sdk_dynamodb::Client::new(&sdk), c));
+    let enricher = Enricher::new(
         config,
         aws_sdk_ec2::Client::new(&sdk),
         aws_sdk_cloudwatch::Client::new(&sdk),
         aws_sdk_sns::Client::new(&sdk),
         region,
     )
-    .with_delivery(routes, secrets))
+    .with_delivery(routes, secrets);
+    Ok(match state {
+        Some(state) => enricher.with_state(state),
+        None => enricher,
+    })
 }
 
 /// The `route` dry-run: loads a routing document and an envelope and says

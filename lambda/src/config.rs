@@ -13,6 +13,7 @@ pub use crate::enrich::metric_sets::{
 };
 use crate::enrich::team::TeamConfig;
 use crate::routes_source::RoutesSource;
+use crate::state::{StateConfig, StateFailure};
 
 /// Environment of the enricher Lambda.
 #[derive(Debug, Clone, Parser)]
@@ -85,6 +86,21 @@ pub struct EnricherArgs {
     /// How long a sink secret (Secrets Manager or SSM SecureString) is reused.
     #[arg(long, env = "SECRETS_TTL_SECONDS", default_value_t = 300)]
     pub secrets_ttl_seconds: u64,
+    /// The alert state store: a DynamoDB table name or ARN (the stack's
+    /// `StateTable`). With it each sink gets each envelope once and a
+    /// firing that arrives after its resolve reaches only the SNS sinks;
+    /// without it delivery is at least once (see docs/sinks.md).
+    #[arg(long, env = "STATE_TABLE")]
+    pub state_table: Option<String>,
+    /// How long an alert's state is kept after its resolve (or after its
+    /// last change, while it fires), in hours.
+    #[arg(long, env = "STATE_TTL_HOURS", default_value_t = 168)]
+    pub state_ttl_hours: u64,
+    /// When STATE_TABLE cannot be read or written: `deliver` (at least
+    /// once, with an `enrichment.errors` entry of stage `state`) or `retry`
+    /// (fail the records, so they come back from SQS).
+    #[arg(long, env = "STATE_FAILURE", default_value = "deliver")]
+    pub state_failure: StateFailure,
 }
 
 /// Tools of the enricher binary.
@@ -131,6 +147,8 @@ pub struct EnricherConfig {
     pub secrets_ttl: Duration,
     /// Cap on delivery time per invocation; `None`: the Lambda deadline.
     pub delivery_deadline: Option<Duration>,
+    /// The alert state store; `None`: at-least-once delivery.
+    pub state: Option<StateConfig>,
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -182,7 +200,16 @@ impl EnricherArgs {
         }
         let max_instances = NonZeroUsize::new(self.ec2_cache_max_instances)
             .ok_or_else(|| ConfigError::new("EC2_CACHE_MAX_INSTANCES", "must be at least 1"))?;
+        let state = match self.state_table.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(table) => Some(StateConfig::new(
+                table,
+                self.state_ttl_hours,
+                self.state_failure,
+            )?),
+        };
         Ok(EnricherConfig {
+            state,
             routes: routes_source(
                 self.routes,
                 self.routes_file,

@@ -9,6 +9,10 @@
 //!   sinks still failed retryably at the deadline; a permanent refusal is
 //!   logged and counted, not retried.
 //!
+//! With the state store, a sink that already took an envelope is skipped,
+//! and a stale envelope goes to the SNS sinks only; each acceptance is
+//! recorded in the [`Ledger`] for the write after delivery.
+//!
 //! FIFO groups are delivered wave by wave (see [`crate::batch`]): after a
 //! record of a group failed, the group's later records are reported failed
 //! without being delivered, so a redelivery keeps their order.
@@ -21,6 +25,7 @@ use alert_envelope::Envelope;
 use crate::batch::{Batch, FailedGroups};
 use crate::emf::Counts;
 use crate::sinks::{Outcome, Sink};
+use crate::state::Ledger;
 
 /// What happened to a batch.
 #[derive(Debug, Default)]
@@ -34,7 +39,7 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
-    fn fail(&mut self, message_id: &str, why: impl FnOnce() -> String) {
+    pub(crate) fn fail(&mut self, message_id: &str, why: impl FnOnce() -> String) {
         self.failed_message_ids.push(message_id.to_string());
         self.counts.failed += 1;
         self.first_failure.get_or_insert_with(why);
@@ -57,6 +62,7 @@ pub async fn deliver(
     sinks: &Sinks,
     deadline: &Deadline,
     retry: &RetryStage,
+    ledger: &mut Ledger,
     report: &mut BatchReport,
 ) {
     let mut failed_groups = FailedGroups::default();
@@ -73,8 +79,8 @@ pub async fn deliver(
                 now.push(i);
             }
         }
-        let results = run(&batch.envelopes, &now, sinks, deadline, retry, report).await;
-        for i in record(batch, &now, results, report) {
+        let results = run(&batch.envelopes, &now, sinks, deadline, retry, ledger, report).await;
+        for i in record(batch, &now, results, ledger, report) {
             failed_groups.fail(batch.groups[i].as_deref(), wave);
         }
     }
@@ -98,13 +104,22 @@ async fn run<'a>(
     sinks: &'a Sinks,
     deadline: &Deadline,
     retry: &RetryStage,
+    ledger: &Ledger,
     report: &mut BatchReport,
 ) -> Vec<SinkResult<'a>> {
     let mut plan: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut results = Vec::new();
     for &i in indices {
-        for name in routed_to(&envelopes[i]) {
+        let env = &envelopes[i];
+        for name in routed_to(env) {
             match sinks.get_key_value(name.as_str()) {
+                Some((_, sink)) if is_stale(env) && !matches!(sink, Sink::Sns(_)) => {
+                    report.counts.skipped_stale += 1;
+                }
+                Some((name, _)) if ledger.delivered(env, name) => {
+                    report.counts.skipped_already_delivered += 1;
+                    tracing::info!(id = %env.id, sink = %name, "skipped: this sink already took this envelope (state store)");
+                }
                 Some((name, _)) => plan.entry(name.as_str()).or_default().push(i),
                 // Routing validates sink names; a name without a sink is a bug.
                 None => results.push(SinkResult {
@@ -139,6 +154,10 @@ async fn run<'a>(
     results
 }
 
+fn is_stale(env: &Envelope) -> bool {
+    env.enrichment.as_ref().is_some_and(|e| e.stale)
+}
+
 fn routed_to(env: &Envelope) -> &[String] {
     env.enrichment
         .as_ref()
@@ -151,6 +170,7 @@ fn record(
     batch: &Batch,
     indices: &[usize],
     results: Vec<SinkResult<'_>>,
+    ledger: &mut Ledger,
     report: &mut BatchReport,
 ) -> Vec<usize> {
     let mut retry_later: BTreeSet<usize> = BTreeSet::new();
@@ -162,6 +182,7 @@ fn record(
             .push(r.outcome.latency.as_secs_f64() * 1000.0);
         let Err(e) = r.outcome.result else {
             counts.delivered += 1;
+            ledger.record_delivery(&batch.envelopes[r.index], r.sink);
             continue;
         };
         *counts.failed.entry(e.reason.to_string()).or_default() += 1;

@@ -39,12 +39,24 @@ pub struct Counts {
     /// FIFO records not delivered because an earlier record of their group
     /// failed (also counted in `failed`).
     pub held_back: u64,
+    /// Envelopes older than what the state store holds.
+    pub stale: u64,
+    /// Deliveries skipped because the envelope was stale (non-SNS sinks).
+    pub skipped_stale: u64,
+    /// Deliveries skipped because the sink already took the envelope.
+    pub skipped_already_delivered: u64,
+    /// State store reads or writes that failed.
+    pub state_errors: u64,
     /// DescribeInstances calls.
     pub describe_instances_calls: u64,
     /// GetMetricData calls.
     pub get_metric_data_calls: u64,
     /// PublishBatch calls.
     pub publish_batch_calls: u64,
+    /// BatchGetItem calls (state store).
+    pub batch_get_item_calls: u64,
+    /// PutItem calls (state store).
+    pub put_item_calls: u64,
     /// Per sink.
     pub sinks: BTreeMap<String, SinkCounts>,
 }
@@ -61,9 +73,15 @@ impl Counts {
             ("Delivered", self.delivered),
             ("Failed", self.failed),
             ("HeldBack", self.held_back),
+            ("Stale", self.stale),
+            ("SkippedStale", self.skipped_stale),
+            ("SkippedAlreadyDelivered", self.skipped_already_delivered),
+            ("StateErrors", self.state_errors),
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),
             ("AwsCalls.GetMetricData", self.get_metric_data_calls),
             ("AwsCalls.PublishBatch", self.publish_batch_calls),
+            ("AwsCalls.BatchGetItem", self.batch_get_item_calls),
+            ("AwsCalls.PutItem", self.put_item_calls),
         ];
         let mut doc = Map::new();
         doc.insert(

@@ -17,6 +17,7 @@ use crate::routes_source::Routes;
 use crate::routing::RoutingTable;
 use crate::secrets::SecretStore;
 use crate::sinks::{HttpClient, Sink, SinkClients};
+use crate::state::{Ledger, StateStore, WRITE_RESERVE};
 
 /// The Lambda's state, built once at init and shared by every invocation.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Enricher {
     routes: Routes,
     clients: SinkClients,
     retry: RetryStage,
+    /// The alert state store (`STATE_TABLE`); `None`: at least once.
+    state: Option<StateStore>,
     /// The sinks of the current routing table, built when it loads.
     sinks: Mutex<Option<(Arc<RoutingTable>, Arc<Sinks>)>>,
 }
@@ -50,6 +53,7 @@ impl Enricher {
                 secrets: None,
             },
             retry: RetryStage::default(),
+            state: None,
             sinks: Mutex::new(None),
         }
     }
@@ -58,6 +62,12 @@ impl Enricher {
     pub fn with_delivery(mut self, routes: Routes, secrets: SecretStore) -> Self {
         self.routes = routes;
         self.clients.secrets = Some(Arc::new(secrets));
+        self
+    }
+
+    /// Adds the alert state store.
+    pub fn with_state(mut self, state: StateStore) -> Self {
+        self.state = Some(state);
         self
     }
 
@@ -114,11 +124,26 @@ impl Enricher {
                 .routed_to = decision.sinks;
         }
 
-        let delivery_deadline = match self.config.delivery_deadline {
+        let mut ledger = match &self.state {
+            None => Ledger::off(None),
+            Some(state) => match state.before_delivery(&mut batch, &deadline, &mut report).await {
+                Some(ledger) => ledger,
+                None => return report,
+            },
+        };
+
+        let mut delivery_deadline = match self.config.delivery_deadline {
             Some(cap) => deadline.capped(cap),
             None => deadline,
         };
-        deliver(&batch, &sinks, &delivery_deadline, &self.retry, &mut report).await;
+        if self.state.is_some() {
+            delivery_deadline = delivery_deadline.earlier(WRITE_RESERVE);
+        }
+        let (retry, sinks) = (&self.retry, &sinks);
+        deliver(&batch, sinks, &delivery_deadline, retry, &mut ledger, &mut report).await;
+        if let Some(state) = &self.state {
+            state.after_delivery(ledger, &batch, &deadline, &mut report).await;
+        }
         report
     }
 

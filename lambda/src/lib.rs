@@ -28,6 +28,7 @@ pub mod routes_source;
 pub mod routing;
 pub mod secrets;
 pub mod sinks;
+pub mod state;
 
 pub use app::route_dry_run;
 pub use config::EnricherConfig;

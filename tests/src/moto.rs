@@ -194,6 +194,64 @@ impl MotoServer {
         url
     }
 
+    /// Creates the alert state table `name` with the key schema, billing
+    /// mode and TTL attribute of the CloudFormation stack's `StateTable`
+    /// (read from the template, so the tests and the stack cannot drift).
+    pub async fn create_state_table(&self, name: &str) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let template = std::fs::read_to_string(
+            crate::workspace_root().join("infra/cloudformation/alert-manager.yaml"),
+        )
+        .expect("read the CloudFormation template");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&template).expect("template YAML");
+        let props = &doc["Resources"]["StateTable"]["Properties"];
+        let text = |v: &serde_yaml::Value| v.as_str().expect("a string in StateTable").to_string();
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk_config().await);
+        let mut create = client.create_table().table_name(name).billing_mode(
+            BillingMode::from(text(&props["BillingMode"]).as_str()),
+        );
+        for a in props["AttributeDefinitions"].as_sequence().expect("AttributeDefinitions") {
+            create = create.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(text(&a["AttributeName"]))
+                    .attribute_type(ScalarAttributeType::from(text(&a["AttributeType"]).as_str()))
+                    .build()
+                    .expect("attribute definition"),
+            );
+        }
+        for k in props["KeySchema"].as_sequence().expect("KeySchema") {
+            create = create.key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(text(&k["AttributeName"]))
+                    .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
+                    .build()
+                    .expect("key schema element"),
+            );
+        }
+        create
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+        let ttl = &props["TimeToLiveSpecification"];
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(text(&ttl["AttributeName"]))
+                    .enabled(ttl["Enabled"].as_bool().unwrap_or(false))
+                    .build()
+                    .expect("ttl specification"),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("TTL of {name}: {e:?}"));
+        name.to_string()
+    }
+
     /// SDK config pointing at moto with static test credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())

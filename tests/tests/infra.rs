@@ -207,6 +207,7 @@ fn placeholder_values() -> BTreeMap<&'static str, String> {
             format!("arn:aws:secretsmanager:{r}:{a}:secret:alert-manager/slack-AbCdEf"),
         ),
         ("RoutesParameterName", "alert-manager/routes".to_string()),
+        ("StateTableName", "alert-manager-state".to_string()),
         ("FunctionName", "alert-manager-enricher".to_string()),
         ("OidcProviderArn", oidc_provider_arn()),
         ("OidcProvider", OIDC.to_string()),
@@ -323,6 +324,10 @@ fn iam_files_are_least_privilege_and_documented() {
             "sqs:ChangeMessageVisibility",
             "ssm:GetParameter",
             "secretsmanager:GetSecretValue",
+            "dynamodb:BatchGetItem",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
             "logs:CreateLogGroup",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
@@ -579,6 +584,22 @@ async fn stack_creates_in_moto_and_the_enricher_deploys_with_its_outputs() {
             "arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/aws/lambda/alert-manager-enricher:*"
         )])
     );
+    // The state store: read and write on the stack's one table, nothing else.
+    let table = output(&stack, "StateTableName");
+    for action in [
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+    ] {
+        assert_eq!(
+            enricher[action],
+            BTreeSet::from([format!(
+                "arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table}"
+            )]),
+            "{action}"
+        );
+    }
     // Without FunctionName there is no event source mapping yet.
     assert!(
         !stack["resources"]

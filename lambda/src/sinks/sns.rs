@@ -108,5 +108,8 @@ fn attributes(env: &Envelope) -> MessageAttributes {
     {
         let _ = attributes.insert("instance_type", t);
     }
+    if env.enrichment.as_ref().is_some_and(|e| e.stale) {
+        let _ = attributes.insert("stale", "true");
+    }
     attributes
 }

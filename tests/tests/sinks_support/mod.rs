@@ -13,6 +13,7 @@ use alert_manager_enricher::config::EnricherArgs;
 use alert_manager_enricher::event::Record;
 use alert_manager_enricher::routes_source::{Routes, RoutesSource};
 use alert_manager_enricher::secrets::SecretStore;
+use alert_manager_enricher::state::{StateConfig, StateFailure, StateStore};
 use alert_manager_tests::{MotoServer, PagerDutyReceiver, REGION, SlackReceiver, WebhookReceiver};
 use clap::Parser;
 
@@ -171,6 +172,15 @@ pub async fn enricher_with_ec2(
         Duration::from_millis(50),
         Duration::from_millis(300),
     ))
+}
+
+/// A state store over `table` in moto (see `MotoServer::create_state_table`),
+/// or over any DynamoDB endpoint `config` points at.
+pub fn state_store(config: &aws_config::SdkConfig, table: &str, failure: StateFailure) -> StateStore {
+    StateStore::new(
+        aws_sdk_dynamodb::Client::new(config),
+        StateConfig::new(table, 168, failure).unwrap(),
+    )
 }
 
 pub fn envelope(name: &str, team: &str, status: Status) -> Envelope {

@@ -1,0 +1,199 @@
+//! The batch's view of its alerts' states, between the read before
+//! delivery and the write after it, and how this batch's changes are
+//! applied again to an item another invocation wrote meanwhile.
+
+use std::collections::HashMap;
+
+use alert_aws::Failure;
+use alert_envelope::Envelope;
+use jiff::Timestamp;
+
+use super::alert::{AlertState, Judgement};
+use super::item::Stored;
+
+/// The store's key of an alert.
+pub fn key(env: &Envelope) -> String {
+    format!("{}/{}", env.cluster, env.fingerprint)
+}
+
+/// One change this batch made to an alert, replayed on a newer item when a
+/// conditional write finds one.
+#[derive(Debug, Clone)]
+pub(super) enum Change {
+    Advance(Box<Envelope>),
+    Delivered { sink: String, id: String },
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Entry {
+    /// The version read (`None`: no item).
+    pub(super) version: Option<u64>,
+    /// The state as this batch sees it.
+    pub(super) state: Option<AlertState>,
+    pub(super) changes: Vec<Change>,
+}
+
+/// The batch's view of its alerts' states, between the read and the write.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub(super) entries: HashMap<String, Entry>,
+    /// Why the store could not be read; the batch then goes without it.
+    pub unavailable: Option<Failure>,
+    /// `BatchGetItem` calls.
+    pub read_calls: u64,
+}
+
+impl Ledger {
+    /// A ledger that remembers nothing: no store, or a store that failed.
+    pub fn off(unavailable: Option<Failure>) -> Ledger {
+        Ledger {
+            unavailable,
+            ..Ledger::default()
+        }
+    }
+
+    pub(super) fn on(&self) -> bool {
+        self.unavailable.is_none()
+    }
+
+    /// Places `env` against what is known, and moves the state to it when
+    /// it is current. Call in batch order.
+    pub fn judge(&mut self, env: &Envelope, now: Timestamp) -> Judgement {
+        if !self.on() {
+            return Judgement::Current;
+        }
+        let entry = self.entries.entry(key(env)).or_default();
+        match &mut entry.state {
+            None => {
+                entry.state = Some(AlertState::first(env, now));
+                entry.changes.push(Change::Advance(Box::new(env.clone())));
+                Judgement::Current
+            }
+            Some(state) => {
+                let judgement = state.judge(env);
+                if judgement == Judgement::Current && state.advance(env, now) {
+                    entry.changes.push(Change::Advance(Box::new(env.clone())));
+                }
+                judgement
+            }
+        }
+    }
+
+    /// Did `sink` already take `env`?
+    pub fn delivered(&self, env: &Envelope, sink: &str) -> bool {
+        self.entries
+            .get(&key(env))
+            .and_then(|e| e.state.as_ref())
+            .is_some_and(|s| s.delivered(sink, &env.id))
+    }
+
+    /// Records that `sink` took `env`.
+    pub fn record_delivery(&mut self, env: &Envelope, sink: &str) {
+        if !self.on() {
+            return;
+        }
+        let entry = self.entries.entry(key(env)).or_default();
+        if let Some(state) = &mut entry.state {
+            state.record_delivery(sink, &env.id);
+            entry.changes.push(Change::Delivered {
+                sink: sink.to_string(),
+                id: env.id.clone(),
+            });
+        }
+    }
+}
+
+/// A stored item as an entry; an expired one (TTL deletes late) counts as
+/// no state, but keeps its version for the conditional write.
+pub(super) fn entry_of(stored: Stored, now_s: i64) -> Entry {
+    Entry {
+        version: Some(stored.version),
+        state: (stored.expires_at > now_s).then_some(stored.state),
+        changes: Vec::new(),
+    }
+}
+
+/// `changes` applied to `base` in order.
+pub(super) fn replay(base: Option<AlertState>, changes: &[Change], now: Timestamp) -> Option<AlertState> {
+    let mut state = base;
+    for change in changes {
+        match (change, &mut state) {
+            (Change::Advance(env), None) => state = Some(AlertState::first(env, now)),
+            (Change::Advance(env), Some(s)) => {
+                if s.judge(env) == Judgement::Current {
+                    s.advance(env, now);
+                }
+            }
+            (Change::Delivered { sink, id }, Some(s)) => s.record_delivery(sink, id),
+            (Change::Delivered { .. }, None) => {}
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use alert_envelope::{Source, Status};
+
+    fn env(status: Status) -> Envelope {
+        let mut e = Envelope::new(
+            Source::Alertmanager,
+            "prod",
+            status,
+            "fp".into(),
+            "2026-12-02T10:00:00Z".parse().unwrap(),
+            Default::default(),
+        );
+        if status == Status::Resolved {
+            e.ends_at = Some("2026-12-02T10:30:00Z".parse().unwrap());
+        }
+        e
+    }
+
+    #[test]
+    fn a_newer_item_gets_this_batchs_deliveries_and_keeps_its_own() {
+        let now = Timestamp::now();
+        let firing = env(Status::Firing);
+        let resolved = env(Status::Resolved);
+        // This batch saw the firing and delivered it to pd.
+        let changes = vec![
+            Change::Advance(Box::new(firing.clone())),
+            Change::Delivered {
+                sink: "pd".into(),
+                id: firing.id.clone(),
+            },
+        ];
+        // Meanwhile another invocation delivered the resolve to slack.
+        let mut theirs = AlertState::first(&firing, now);
+        theirs.advance(&resolved, now);
+        theirs.record_delivery("slack", &resolved.id);
+        let merged = replay(Some(theirs), &changes, now).unwrap();
+        assert_eq!(merged.status, Status::Resolved, "the older firing does not win");
+        assert!(merged.delivered("pd", &firing.id));
+        assert!(merged.delivered("slack", &resolved.id));
+    }
+
+    #[test]
+    fn an_expired_item_is_no_state_but_keeps_its_version() {
+        let stored = Stored {
+            state: AlertState::first(&env(Status::Firing), Timestamp::now()),
+            version: 7,
+            expires_at: 100,
+        };
+        let entry = entry_of(stored, 200);
+        assert_eq!(entry.version, Some(7));
+        assert!(entry.state.is_none());
+    }
+
+    #[test]
+    fn a_ledger_without_a_store_judges_everything_current_and_remembers_nothing() {
+        let mut ledger = Ledger::off(Some(Failure::retryable("network", "down")));
+        let e = env(Status::Firing);
+        assert_eq!(ledger.judge(&e, Timestamp::now()), Judgement::Current);
+        ledger.record_delivery(&e, "pd");
+        assert!(!ledger.delivered(&e, "pd"));
+    }
+}

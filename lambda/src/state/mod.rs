@@ -1,0 +1,411 @@
+//! The alert state store (DynamoDB, `STATE_TABLE`): each sink receives each
+//! envelope once, and an envelope older than what is known (the firing
+//! that arrives after its resolve) reaches machine consumers only.
+//!
+//! Per batch: one consistent `BatchGetItem` per 100 distinct alerts before
+//! delivery, and one conditional `PutItem` per alert whose state changed
+//! after it, covering all its sinks. The write compares the version read:
+//! when another invocation wrote in between, the item is read again, this
+//! batch's changes are applied to it, and the write is tried again, so
+//! neither invocation's deliveries are forgotten.
+//!
+//! A delivery is recorded after the sink accepted it. A crash between the
+//! two (Lambda killed at its timeout, or a host failure) can still deliver
+//! that envelope again: the window is the envelopes in flight at the crash.
+//!
+//! When the store cannot be read or written (throttled, unreachable,
+//! denied), the batch is delivered as without a store, at least once: the
+//! envelopes get an `enrichment.errors` entry with stage `state`, and no
+//! record fails for the store alone unless `STATE_FAILURE=retry`.
+
+pub mod alert;
+pub mod item;
+pub mod ledger;
+mod steps;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alert_aws::{ConfigError, Deadline, Failure, classify_sdk_error};
+use alert_envelope::{Envelope, Status};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use futures::StreamExt;
+use jiff::Timestamp;
+
+pub use alert::{AlertState, Judgement, SinkRecord};
+use item::{KEY, from_item, to_item};
+pub use ledger::{Ledger, key};
+use ledger::{Entry, entry_of, replay};
+
+/// `BatchGetItem` takes at most 100 keys.
+const KEYS_PER_READ: usize = 100;
+/// Rounds for the keys `BatchGetItem` left unprocessed.
+const READ_ROUNDS: usize = 4;
+/// Attempts of one alert's conditional write when other invocations keep
+/// writing the same item.
+const WRITE_ATTEMPTS: usize = 3;
+/// Conditional writes in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+/// Longest single DynamoDB call; the deadline may cut it shorter.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time kept after delivery for the state writes.
+pub const WRITE_RESERVE: Duration = Duration::from_millis(1500);
+
+/// What to do with a batch when the store cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateFailure {
+    /// Deliver anyway, at least once as without a store, and record the
+    /// error in `enrichment.errors` (stage `state`).
+    Deliver,
+    /// Fail the records, so they come back from SQS after the visibility
+    /// timeout.
+    Retry,
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// Table name (`STATE_TABLE`, a name or a table ARN).
+    pub table: String,
+    /// How long an item lives after its alert's last change.
+    pub ttl: Duration,
+    /// When the store cannot be used.
+    pub failure: StateFailure,
+}
+
+impl StateConfig {
+    /// The settings; errors name the variable.
+    pub fn new(table: &str, ttl_hours: u64, failure: StateFailure) -> Result<Self, ConfigError> {
+        let table = table_name(table).map_err(|m| ConfigError::new("STATE_TABLE", m))?;
+        if ttl_hours == 0 {
+            return Err(ConfigError::new("STATE_TTL_HOURS", "must be at least 1"));
+        }
+        Ok(StateConfig {
+            table,
+            ttl: Duration::from_secs(ttl_hours * 3600),
+            failure,
+        })
+    }
+}
+
+/// The table name of `STATE_TABLE`: a name, or
+/// `arn:aws:dynamodb:<region>:<account>:table/<name>`.
+fn table_name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let name = match value.strip_prefix("arn:") {
+        Some(_) => {
+            let parts: Vec<&str> = value.splitn(6, ':').collect();
+            match parts.as_slice() {
+                [_, _, "dynamodb", _, _, resource] => resource
+                    .strip_prefix("table/")
+                    .ok_or_else(|| format!("{value:?} is not a table ARN (…:table/<name>)"))?,
+                _ => return Err(format!("{value:?} is not a DynamoDB table ARN")),
+            }
+        }
+        None => value,
+    };
+    let valid = (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid {
+        return Err(format!(
+            "{name:?} is not a table name (3-255 of a-z, A-Z, 0-9, _ - .)"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The DynamoDB table of alert states, with its client built at init.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    client: aws_sdk_dynamodb::Client,
+    config: StateConfig,
+}
+
+/// What the writes did.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// `PutItem` calls (conflicts included).
+    pub write_calls: u64,
+    /// Alerts written.
+    pub written: u64,
+    /// Writes that found a newer item and were applied to it.
+    pub conflicts: u64,
+    /// Alerts whose state could not be written, by key.
+    pub failed: Vec<(String, Failure)>,
+}
+
+impl StateStore {
+    /// The store over a client built at init.
+    pub fn new(client: aws_sdk_dynamodb::Client, config: StateConfig) -> StateStore {
+        StateStore { client, config }
+    }
+
+    /// What to do when the store cannot be used.
+    pub fn failure_mode(&self) -> StateFailure {
+        self.config.failure
+    }
+
+    /// Reads the states of every alert of `envelopes`: one consistent
+    /// `BatchGetItem` per 100 distinct alerts.
+    pub async fn load(&self, envelopes: &[Envelope], deadline: &Deadline) -> Ledger {
+        let mut keys: Vec<String> = envelopes.iter().map(key).collect();
+        keys.sort();
+        keys.dedup();
+        let mut ledger = Ledger::default();
+        let now = jiff::Timestamp::now().as_second();
+        for chunk in keys.chunks(KEYS_PER_READ) {
+            match self.read(chunk, deadline, &mut ledger.read_calls).await {
+                Ok(items) => {
+                    for item in items {
+                        let key = match item.get(KEY).and_then(|v| v.as_s().ok()) {
+                            Some(k) => k.clone(),
+                            None => continue,
+                        };
+                        match from_item(&item) {
+                            Ok(stored) => {
+                                ledger.entries.insert(key, entry_of(stored, now));
+                            }
+                            Err(e) => {
+                                return Ledger::off(Some(Failure::permanent(
+                                    "state_item",
+                                    format!("item {key:?} of {}: {e}", self.config.table),
+                                )));
+                            }
+                        }
+                    }
+                }
+                Err(f) => return Ledger::off(Some(f)),
+            }
+        }
+        ledger
+    }
+
+    async fn read(
+        &self,
+        keys: &[String],
+        deadline: &Deadline,
+        calls: &mut u64,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, Failure> {
+        let mut pending: Vec<HashMap<String, AttributeValue>> = keys
+            .iter()
+            .map(|k| HashMap::from([(KEY.to_string(), AttributeValue::S(k.clone()))]))
+            .collect();
+        let mut items = Vec::new();
+        for round in 0..READ_ROUNDS {
+            if round > 0 {
+                // Unprocessed keys mean the table is throttled: give it a moment.
+                tokio::time::sleep(Duration::from_millis(50 << round)).await;
+            }
+            let timeout = deadline.timeout(CALL_TIMEOUT).ok_or_else(Deadline::expired)?;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| Failure::permanent("state_request", e.to_string()))?;
+            *calls += 1;
+            let call = self
+                .client
+                .batch_get_item()
+                .request_items(&self.config.table, request)
+                .send();
+            let out = tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| Failure::retryable("timeout", "BatchGetItem timed out"))?
+                .map_err(|e| named("BatchGetItem", classify_sdk_error(&e)))?;
+            if let Some(found) = out.responses.and_then(|mut r| r.remove(&self.config.table)) {
+                items.extend(found);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.config.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(items);
+            }
+        }
+        Err(Failure::retryable(
+            "throttled",
+            format!(
+                "BatchGetItem left {} keys unprocessed after {READ_ROUNDS} rounds",
+                pending.len()
+            ),
+        ))
+    }
+
+    /// Writes every alert whose state changed: one conditional `PutItem` each.
+    pub async fn save(&self, ledger: Ledger, deadline: &Deadline) -> Saved {
+        let mut saved = Saved::default();
+        if !ledger.on() {
+            return saved;
+        }
+        let writes = ledger
+            .entries
+            .into_iter()
+            .filter(|(_, e)| !e.changes.is_empty())
+            .map(|(key, entry)| async move {
+                let result = self.write(&key, entry, deadline).await;
+                (key, result)
+            });
+        let mut results = futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY);
+        while let Some((key, result)) = results.next().await {
+            let (calls, outcome) = result;
+            saved.write_calls += calls;
+            saved.conflicts += calls.saturating_sub(1);
+            match outcome {
+                Ok(()) => saved.written += 1,
+                Err(f) => saved.failed.push((key, f)),
+            }
+        }
+        saved
+    }
+
+    /// One alert's write, and the calls it took.
+    async fn write(
+        &self,
+        key: &str,
+        mut entry: Entry,
+        deadline: &Deadline,
+    ) -> (u64, Result<(), Failure>) {
+        let mut calls = 0;
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(state) = &entry.state else {
+                return (calls, Ok(()));
+            };
+            let Some(timeout) = deadline.timeout(CALL_TIMEOUT) else {
+                return (calls, Err(Deadline::expired()));
+            };
+            let version = entry.version.map_or(1, |v| v + 1);
+            let item = to_item(key, state, version, self.expires_at(state));
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.config.table)
+                .set_item(Some(item));
+            put = match entry.version {
+                Some(v) => put
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", item::VERSION)
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+                None => put
+                    .condition_expression("attribute_not_exists(#k)")
+                    .expression_attribute_names("#k", KEY),
+            };
+            calls += 1;
+            let result = match tokio::time::timeout(timeout, put.send()).await {
+                Err(_) => Err(Failure::retryable("timeout", "PutItem timed out")),
+                Ok(Ok(_)) => return (calls, Ok(())),
+                Ok(Err(e)) => {
+                    let conflict = e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception());
+                    if conflict {
+                        match self.reread(key, &mut entry, deadline).await {
+                            Ok(()) => continue,
+                            Err(f) => Err(f),
+                        }
+                    } else {
+                        Err(named("PutItem", classify_sdk_error(&e)))
+                    }
+                }
+            };
+            return (calls, result);
+        }
+        (
+            calls,
+            Err(Failure::retryable(
+                "state_conflict",
+                format!("{key}: other invocations kept writing it"),
+            )),
+        )
+    }
+
+    /// Another invocation wrote `key`: reads it and applies this batch's
+    /// changes to it.
+    async fn reread(&self, key: &str, entry: &mut Entry, deadline: &Deadline) -> Result<(), Failure> {
+        let timeout = deadline.timeout(CALL_TIMEOUT).ok_or_else(Deadline::expired)?;
+        let call = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .key(KEY, AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send();
+        let out = tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Failure::retryable("timeout", "GetItem timed out"))?
+            .map_err(|e| named("GetItem", classify_sdk_error(&e)))?;
+        let now = jiff::Timestamp::now();
+        let fresh = match out.item {
+            Some(item) => entry_of(
+                from_item(&item).map_err(|e| Failure::permanent("state_item", e))?,
+                now.as_second(),
+            ),
+            None => Entry::default(),
+        };
+        entry.version = fresh.version;
+        entry.state = replay(fresh.state, &entry.changes, now);
+        Ok(())
+    }
+
+    /// The TTL of a state: `STATE_TTL_HOURS` after the resolve, or after
+    /// the last change of an alert still firing (one that never resolves
+    /// must not stay forever).
+    fn expires_at(&self, state: &AlertState) -> i64 {
+        let from = match state.status {
+            Status::Resolved => state.ends_at.unwrap_or_else(Timestamp::now),
+            Status::Firing => Timestamp::now(),
+        };
+        from.as_second()
+            .max(Timestamp::now().as_second())
+            .saturating_add(self.config.ttl.as_secs() as i64)
+    }
+}
+
+fn named(call: &str, f: Failure) -> Failure {
+    Failure {
+        detail: format!("{call}: {}", f.detail),
+        ..f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use alert_envelope::Source;
+
+    fn env(status: Status) -> Envelope {
+        let mut e = Envelope::new(
+            Source::Alertmanager,
+            "prod",
+            status,
+            "fp".into(),
+            "2026-12-02T10:00:00Z".parse().unwrap(),
+            Default::default(),
+        );
+        if status == Status::Resolved {
+            e.ends_at = Some("2026-12-02T10:30:00Z".parse().unwrap());
+        }
+        e
+    }
+
+    #[test]
+    fn state_table_takes_a_name_or_a_table_arn_and_names_itself_when_wrong() {
+        assert_eq!(table_name("alert-state").unwrap(), "alert-state");
+        assert_eq!(
+            table_name("arn:aws:dynamodb:us-east-1:123456789012:table/alert-state").unwrap(),
+            "alert-state"
+        );
+        assert!(table_name("arn:aws:sns:us-east-1:123456789012:t").is_err());
+        assert!(table_name("a b").is_err());
+        let e = StateConfig::new("x", 168, StateFailure::Deliver).unwrap_err();
+        assert_eq!(e.setting, "STATE_TABLE");
+        let e = StateConfig::new("alerts", 0, StateFailure::Deliver).unwrap_err();
+        assert_eq!(e.setting, "STATE_TTL_HOURS");
+    }
+
+}
