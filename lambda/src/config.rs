@@ -101,6 +101,10 @@ pub struct EnricherArgs {
     /// (fail the records, so they come back from SQS).
     #[arg(long, env = "STATE_FAILURE", default_value = "deliver")]
     pub state_failure: StateFailure,
+    /// The Slack Web API base URL, for `slack_app` sinks (tests point it at
+    /// a stand-in; `http://` is accepted).
+    #[arg(long, env = "SLACK_API_URL", default_value = crate::sinks::slack_app::DEFAULT_API_URL)]
+    pub slack_api_url: String,
 }
 
 /// Tools of the enricher binary.
@@ -149,6 +153,8 @@ pub struct EnricherConfig {
     pub delivery_deadline: Option<Duration>,
     /// The alert state store; `None`: at-least-once delivery.
     pub state: Option<StateConfig>,
+    /// Slack Web API base URL.
+    pub slack_api_url: String,
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -208,7 +214,19 @@ impl EnricherArgs {
                 self.state_failure,
             )?),
         };
+        let slack_api_url = match reqwest::Url::parse(&self.slack_api_url) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") => {
+                self.slack_api_url.trim_end_matches('/').to_string()
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "SLACK_API_URL",
+                    format!("{:?} is not an http(s) URL", self.slack_api_url),
+                ));
+            }
+        };
         Ok(EnricherConfig {
+            slack_api_url,
             state,
             routes: routes_source(
                 self.routes,

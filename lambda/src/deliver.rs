@@ -131,6 +131,7 @@ async fn run<'a>(
                             format!("no sink named {name:?}"),
                         )),
                         latency: Default::default(),
+                        receipt: None,
                     },
                 }),
             }
@@ -139,7 +140,11 @@ async fn run<'a>(
     let runs = plan.iter().filter_map(|(name, targets)| {
         let sink = sinks.get(*name)?;
         let envs: Vec<&Envelope> = targets.iter().map(|&i| &envelopes[i]).collect();
-        Some(async move { (*name, targets, sink.deliver(&envs, deadline, retry).await) })
+        let priors: Vec<_> = envs.iter().map(|e| ledger.record(e, name)).collect();
+        Some(async move {
+            let delivery = sink.deliver(&envs, &priors, deadline, retry).await;
+            (*name, targets, delivery)
+        })
     });
     for (name, targets, delivery) in futures::future::join_all(runs).await {
         report.counts.publish_batch_calls += delivery.aws_calls;
@@ -182,7 +187,7 @@ fn record(
             .push(r.outcome.latency.as_secs_f64() * 1000.0);
         let Err(e) = r.outcome.result else {
             counts.delivered += 1;
-            ledger.record_delivery(&batch.envelopes[r.index], r.sink);
+            ledger.record_delivery(&batch.envelopes[r.index], r.sink, r.outcome.receipt);
             continue;
         };
         *counts.failed.entry(e.reason.to_string()).or_default() += 1;

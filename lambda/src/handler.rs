@@ -43,6 +43,7 @@ impl Enricher {
         sns: aws_sdk_sns::Client,
         region: String,
     ) -> Self {
+        let slack_api = config.slack_api_url.clone();
         Enricher {
             enrichers: Enrichers::new(&config, ec2, cloudwatch, region),
             config,
@@ -51,6 +52,7 @@ impl Enricher {
                 sns,
                 http: HttpClient::default(),
                 secrets: None,
+                slack_api,
             },
             retry: RetryStage::default(),
             state: None,

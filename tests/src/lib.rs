@@ -12,7 +12,8 @@
 //!   ([`kube_client`]). It and the CloudWatch bridge live in the light
 //!   `alert-manager-fakes` crate, which the benchmarks build on their own.
 //! - [`SlackReceiver`], [`PagerDutyReceiver`], [`WebhookReceiver`]: local stand-ins
-//!   for the enricher's HTTP sinks, validating like the real APIs.
+//!   for the enricher's HTTP sinks, validating like the real APIs, and
+//!   [`SlackApi`], the Slack Web API (`chat.postMessage`, `chat.update`).
 //!
 //! A component that is not installed is a test failure that says how to
 //! install it (`infra/local/bootstrap.sh`), never a silent skip.
@@ -24,6 +25,7 @@ mod moto;
 pub mod pipeline;
 mod process;
 mod receivers;
+mod slack_api;
 mod tcp_proxy;
 
 pub use alert_manager_fakes::{
@@ -39,6 +41,7 @@ pub use receivers::{
     Recorded, SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECS, SLACK_WEBHOOK_PATH, SignatureError,
     SlackReceiver, WEBHOOK_PATH, WebhookReceiver, signature_header, verify_signature,
 };
+pub use slack_api::{SlackApi, SlackApiCall, SlackApiMessage};
 pub use tcp_proxy::TcpProxy;
 
 /// A kube-rs client configured from [`MockKubeApi::kubeconfig`], as the

@@ -279,6 +279,7 @@ async fn a_redirecting_receiver_is_refused_and_its_target_gets_nothing() {
     let outcomes = sink
         .deliver(
             &[&env],
+            &[None],
             &Deadline::within(Duration::from_secs(5)),
             &RetryStage::new(Duration::from_millis(50), Duration::from_millis(100)),
         )

@@ -11,8 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alert_envelope::Status;
-use alert_manager_tests::Behavior;
-use sinks_support::{HMAC_KEY, PD_KEY, enricher, envelope, records, stack};
+use alert_manager_tests::{Behavior, SlackApi};
+use sinks_support::{
+    HMAC_KEY, PD_KEY, ROUTES_PARAM, enricher_with_args, envelope, records, routes, stack,
+};
+
+const BOT_TOKEN: &str = "xoxb-9999-8888-secretbottokenvalue";
 
 /// A `MakeWriter` into a shared buffer.
 #[derive(Clone, Default)]
@@ -46,7 +50,40 @@ async fn no_secret_reaches_the_logs_while_every_sink_succeeds_and_fails() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let s = stack().await;
-    let e = enricher(&s, Duration::from_secs(60)).await;
+    // A Slack app sink too, with its bot token in Secrets Manager.
+    let api = SlackApi::start(BOT_TOKEN, &[("C0123456789", "payments-alerts")]).await;
+    aws_sdk_secretsmanager::Client::new(&s.config)
+        .create_secret()
+        .name("alert-manager/slack-bot")
+        .secret_string(BOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let with_app = routes(&s)
+        .replace(
+            "sinks: [team-slack, team-pd, audit, team-topic]",
+            "sinks: [team-slack, team-app, team-pd, audit, team-topic]",
+        )
+        .replace(
+            "sinks:\n",
+            "sinks:\n  team-app:\n    type: slack_app\n    bot_token: {secret: alert-manager/slack-bot}\n    channel: payments-alerts\n",
+        );
+    aws_sdk_ssm::Client::new(&s.config)
+        .put_parameter()
+        .name(ROUTES_PARAM)
+        .value(with_app)
+        .overwrite(true)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let e = enricher_with_args(
+        &s,
+        Duration::from_secs(60),
+        aws_sdk_ec2::Client::new(&s.config),
+        &["--slack-api-url", &api.url()],
+    )
+    .await;
     let alert = envelope("PaymentsDown", "payments", Status::Firing);
     let behaviours = [
         Behavior::Ok,
@@ -58,7 +95,13 @@ async fn no_secret_reaches_the_logs_while_every_sink_succeeds_and_fails() {
         },
         Behavior::Hang,
     ];
-    for b in behaviours {
+    for (i, b) in behaviours.into_iter().enumerate() {
+        match i {
+            1 => api.fail_next("internal_error"),
+            2 => api.fail_next("invalid_auth"),
+            4 => api.rate_limit_next(1),
+            _ => {}
+        }
         s.slack.set_behavior(b.clone());
         s.pagerduty.set_behavior(b.clone());
         s.webhook.set_behavior(b.clone());
@@ -86,7 +129,12 @@ async fn no_secret_reaches_the_logs_while_every_sink_succeeds_and_fails() {
     );
     let slack_url = s.slack.url();
     let slack_path = slack_url.split_once("/services/").unwrap().1;
-    for secret in [slack_url.as_str(), slack_path, PD_KEY, HMAC_KEY] {
+    assert!(
+        api.calls().len() >= 4,
+        "the Slack app sink ran: {:?}",
+        api.calls()
+    );
+    for secret in [slack_url.as_str(), slack_path, PD_KEY, HMAC_KEY, BOT_TOKEN] {
         assert!(
             !logs.contains(secret),
             "secret {secret:?} leaked into the logs:\n{}",

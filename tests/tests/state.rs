@@ -195,10 +195,10 @@ async fn two_invocations_writing_one_alert_keep_both_deliveries() {
 
     let mut a = store.load(std::slice::from_ref(&firing), &deadline).await;
     a.judge(&firing, now);
-    a.record_delivery(&firing, "team-pd");
+    a.record_delivery(&firing, "team-pd", None);
     let mut b = store.load(std::slice::from_ref(&firing), &deadline).await;
     b.judge(&firing, now);
-    b.record_delivery(&firing, "team-slack");
+    b.record_delivery(&firing, "team-slack", None);
     let saved_b = store.save(b, &deadline).await;
     assert_eq!((saved_b.written, saved_b.conflicts), (1, 0));
     // A read before B wrote: its conditional write fails, and it is applied to B's item.

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{Delivery, Outcome};
+use crate::state::SinkRecord;
 
 /// HTTP deliveries in flight at once per sink and invocation.
 pub const HTTP_CONCURRENCY: usize = 8;
@@ -149,29 +150,35 @@ pub async fn post_json(
 }
 
 /// Delivers each envelope on its own through the retry stage, at most
-/// [`HTTP_CONCURRENCY`] at once; `attempt(envelope, timeout)` is one try.
-pub async fn delivery<'a, F, Fut>(
-    envelopes: &[&'a Envelope],
+/// [`HTTP_CONCURRENCY`] at once; `attempt(index, timeout)` is one try of
+/// `envelopes[index]`, answering the sink's new state record, if any.
+pub async fn delivery<F, Fut>(
+    envelopes: &[&Envelope],
     deadline: &Deadline,
     retry: &RetryStage,
     attempt: F,
 ) -> Delivery
 where
-    F: Fn(&'a Envelope, Duration) -> Fut,
-    Fut: Future<Output = Result<(), Failure>>,
+    F: Fn(usize, Duration) -> Fut,
+    Fut: Future<Output = Result<Option<SinkRecord>, Failure>>,
 {
     let attempt = &attempt;
-    let mut outcomes: Vec<(usize, Outcome)> = futures::stream::iter(envelopes.iter().enumerate())
-        .map(|(i, &env)| async move {
+    let mut outcomes: Vec<(usize, Outcome)> = futures::stream::iter(0..envelopes.len())
+        .map(|i| async move {
             let started = Instant::now();
             let result = retry
-                .run(deadline, ATTEMPT_TIMEOUT, |timeout| attempt(env, timeout))
+                .run(deadline, ATTEMPT_TIMEOUT, |timeout| attempt(i, timeout))
                 .await;
+            let (result, receipt) = match result {
+                Ok(receipt) => (Ok(()), receipt),
+                Err(f) => (Err(f), None),
+            };
             (
                 i,
                 Outcome {
                     result,
                     latency: started.elapsed(),
+                    receipt,
                 },
             )
         })

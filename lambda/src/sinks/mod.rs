@@ -18,6 +18,7 @@
 pub mod http;
 pub mod pagerduty;
 pub mod slack;
+pub mod slack_app;
 pub mod sns;
 pub mod webhook;
 
@@ -31,10 +32,12 @@ use serde::Deserialize;
 pub use http::HttpClient;
 pub use pagerduty::{PagerDutyConfig, PagerDutySink};
 pub use slack::{SlackConfig, SlackSink};
+pub use slack_app::{SlackAppConfig, SlackAppSink};
 pub use sns::{SnsSink, SnsSinkConfig};
 pub use webhook::{WebhookConfig, WebhookSink};
 
 use crate::secrets::{SecretRef, SecretStore};
+use crate::state::SinkRecord;
 
 /// A sink as declared in the routing document, by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,6 +47,9 @@ pub enum SinkConfig {
     Sns(SnsSinkConfig),
     /// A Slack incoming webhook.
     Slack(SlackConfig),
+    /// Slack as an app (Web API, bot token): one message per alert's life.
+    #[serde(rename = "slack_app")]
+    SlackApp(SlackAppConfig),
     /// PagerDuty Events API v2.
     Pagerduty(PagerDutyConfig),
     /// A signed HTTP webhook.
@@ -56,16 +62,18 @@ impl SinkConfig {
         match self {
             SinkConfig::Sns(c) => c.topic().map(drop),
             SinkConfig::Slack(c) => c.validate(),
+            SinkConfig::SlackApp(c) => c.validate(),
             SinkConfig::Pagerduty(c) => c.validate(),
             SinkConfig::Webhook(c) => c.validate(),
         }
     }
 
-    /// `sns`, `slack`, `pagerduty` or `webhook`.
+    /// `sns`, `slack`, `slack_app`, `pagerduty` or `webhook`.
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Sns(_) => "sns",
             SinkConfig::Slack(_) => "slack",
+            SinkConfig::SlackApp(_) => "slack_app",
             SinkConfig::Pagerduty(_) => "pagerduty",
             SinkConfig::Webhook(_) => "webhook",
         }
@@ -81,6 +89,8 @@ pub struct SinkClients {
     pub http: HttpClient,
     /// Where the HTTP sinks' secrets come from; `None` refuses them.
     pub secrets: Option<Arc<SecretStore>>,
+    /// The Slack Web API base URL (`SLACK_API_URL`).
+    pub slack_api: String,
 }
 
 /// What happened to one envelope at one sink.
@@ -90,6 +100,9 @@ pub struct Outcome {
     pub result: Result<(), Failure>,
     /// Time to that result, retries included.
     pub latency: Duration,
+    /// What the sink's record in the alert state becomes (Slack app: the
+    /// message's channel and `ts`); `None` leaves it as it was.
+    pub receipt: Option<SinkRecord>,
 }
 
 /// A sink's answer for the envelopes given to it.
@@ -106,8 +119,10 @@ pub struct Delivery {
 pub enum Sink {
     /// An SNS topic.
     Sns(SnsSink),
-    /// Slack.
+    /// Slack, incoming webhook.
     Slack(SlackSink),
+    /// Slack, app.
+    SlackApp(SlackAppSink),
     /// PagerDuty.
     PagerDuty(PagerDutySink),
     /// Signed webhook.
@@ -123,6 +138,12 @@ impl Sink {
             SinkConfig::Slack(c) => {
                 Sink::Slack(SlackSink::new(c.clone(), clients.http.clone(), secrets()))
             }
+            SinkConfig::SlackApp(c) => Sink::SlackApp(SlackAppSink::new(
+                c.clone(),
+                &clients.slack_api,
+                clients.http.clone(),
+                secrets(),
+            )?),
             SinkConfig::Pagerduty(c) => Sink::PagerDuty(PagerDutySink::new(
                 c.clone(),
                 clients.http.clone(),
@@ -158,23 +179,43 @@ impl Sink {
         sinks
     }
 
-    /// Delivers `envelopes`, retrying within `deadline`.
+    /// Delivers `envelopes`, retrying within `deadline`. `priors` holds,
+    /// per envelope, this sink's record in the alert state (what it was
+    /// sent before), or `None`.
     pub async fn deliver(
         &self,
         envelopes: &[&Envelope],
+        priors: &[Option<SinkRecord>],
         deadline: &Deadline,
         retry: &RetryStage,
     ) -> Delivery {
+        let none = |r: Result<(), Failure>| r.map(|()| None);
         match self {
             Sink::Sns(s) => s.deliver(envelopes, deadline, retry).await,
             Sink::Slack(s) => {
-                http::delivery(envelopes, deadline, retry, |e, t| s.attempt(e, t)).await
+                http::delivery(envelopes, deadline, retry, |i, t| async move {
+                    none(s.attempt(envelopes[i], t).await)
+                })
+                .await
+            }
+            Sink::SlackApp(s) => {
+                http::delivery(envelopes, deadline, retry, |i, t| async move {
+                    let prior = priors.get(i).and_then(Option::as_ref);
+                    s.attempt(envelopes[i], prior, t).await
+                })
+                .await
             }
             Sink::PagerDuty(s) => {
-                http::delivery(envelopes, deadline, retry, |e, t| s.attempt(e, t)).await
+                http::delivery(envelopes, deadline, retry, |i, t| async move {
+                    none(s.attempt(envelopes[i], t).await)
+                })
+                .await
             }
             Sink::Webhook(s) => {
-                http::delivery(envelopes, deadline, retry, |e, t| s.attempt(e, t)).await
+                http::delivery(envelopes, deadline, retry, |i, t| async move {
+                    none(s.attempt(envelopes[i], t).await)
+                })
+                .await
             }
         }
     }

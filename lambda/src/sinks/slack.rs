@@ -40,7 +40,7 @@ pub struct SlackConfig {
     pub allow_http: bool,
 }
 
-fn default_key_tags() -> Vec<String> {
+pub(super) fn default_key_tags() -> Vec<String> {
     [
         "Name",
         "team",

@@ -90,6 +90,7 @@ impl SnsSink {
                 .map(|r| Outcome {
                     result: r.unwrap_or_else(|| Err(Deadline::expired())),
                     latency,
+                    receipt: None,
                 })
                 .collect(),
             aws_calls: outcome.calls as u64,

@@ -32,8 +32,11 @@ pub struct SinkRecord {
     pub ts: Option<String>,
     /// PagerDuty's dedup key.
     pub dedup_key: Option<String>,
-    /// When it last got a repeat of a firing (Slack: a thread reply).
+    /// When it last got a message for this alert (Slack: the post or a
+    /// thread reply), for `repeat_interval`.
     pub repeated_at: Option<Timestamp>,
+    /// Its message shows the resolve: a later firing is a new message.
+    pub closed: bool,
 }
 
 /// The state of one alert, as stored.
@@ -199,9 +202,17 @@ impl AlertState {
             .is_some_and(|s| s.ids.iter().any(|i| i == id))
     }
 
-    /// Records that `sink` took envelope `id`.
-    pub fn record_delivery(&mut self, sink: &str, id: &str) {
+    /// Records that `sink` took envelope `id`, leaving `receipt` (its
+    /// message, say) when it gives one.
+    pub fn record_delivery(&mut self, sink: &str, id: &str, receipt: Option<&SinkRecord>) {
         let record = self.sinks.entry(sink.to_string()).or_default();
+        if let Some(r) = receipt {
+            record.channel = r.channel.clone();
+            record.ts = r.ts.clone();
+            record.dedup_key = r.dedup_key.clone();
+            record.repeated_at = r.repeated_at;
+            record.closed = r.closed;
+        }
         if record.ids.iter().any(|i| i == id) {
             return;
         }
@@ -313,12 +324,12 @@ mod tests {
     #[test]
     fn deliveries_are_remembered_per_sink_and_bounded() {
         let mut state = AlertState::first(&firing(S), ts(NOW));
-        state.record_delivery("pd", "a");
-        state.record_delivery("pd", "a");
+        state.record_delivery("pd", "a", None);
+        state.record_delivery("pd", "a", None);
         assert!(state.delivered("pd", "a"));
         assert!(!state.delivered("slack", "a"));
         for i in 0..20 {
-            state.record_delivery("pd", &format!("id{i}"));
+            state.record_delivery("pd", &format!("id{i}"), None);
         }
         assert_eq!(state.sinks["pd"].ids.len(), IDS_PER_SINK);
         assert!(state.delivered("pd", "id19"));

@@ -8,7 +8,7 @@
 //! | `expires_at` | N | TTL, epoch seconds |
 //! | `status`, `starts_at`, `ends_at`, `envelope_id`, `generation` | S | |
 //! | `transitions` | L of S | status changes, for flap detection |
-//! | `sinks` | M | per sink: `ids` (L of S), `channel`, `ts`, `dedup_key`, `repeated_at` |
+//! | `sinks` | M | per sink: `ids` (L of S), `channel`, `ts`, `dedup_key`, `repeated_at` (S), `closed` (BOOL) |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -96,6 +96,9 @@ fn sink_value(r: &SinkRecord) -> AttributeValue {
             m.insert(name.to_string(), s(v));
         }
     }
+    if r.closed {
+        m.insert("closed".to_string(), AttributeValue::Bool(true));
+    }
     AttributeValue::M(m)
 }
 
@@ -180,6 +183,7 @@ fn sink_record(r: &HashMap<String, AttributeValue>) -> SinkRecord {
         ts: get("ts"),
         dedup_key: get("dedup_key"),
         repeated_at: get("repeated_at").and_then(|t| t.parse().ok()),
+        closed: matches!(r.get("closed"), Some(AttributeValue::Bool(true))),
     }
 }
 
@@ -200,6 +204,7 @@ mod tests {
                 ts: Some("1503435956.000247".into()),
                 dedup_key: None,
                 repeated_at: Some("2026-12-02T10:05:00Z".parse().unwrap()),
+                closed: true,
             },
         );
         let state = AlertState {

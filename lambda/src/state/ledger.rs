@@ -8,7 +8,7 @@ use alert_aws::Failure;
 use alert_envelope::Envelope;
 use jiff::Timestamp;
 
-use super::alert::{AlertState, Judgement};
+use super::alert::{AlertState, Judgement, SinkRecord};
 use super::item::Stored;
 
 /// The store's key of an alert.
@@ -21,7 +21,11 @@ pub fn key(env: &Envelope) -> String {
 #[derive(Debug, Clone)]
 pub(super) enum Change {
     Advance(Box<Envelope>),
-    Delivered { sink: String, id: String },
+    Delivered {
+        sink: String,
+        id: String,
+        receipt: Option<SinkRecord>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -87,17 +91,26 @@ impl Ledger {
             .is_some_and(|s| s.delivered(sink, &env.id))
     }
 
-    /// Records that `sink` took `env`.
-    pub fn record_delivery(&mut self, env: &Envelope, sink: &str) {
+    /// What `sink` was sent of `env`'s alert before (its message, say).
+    pub fn record(&self, env: &Envelope, sink: &str) -> Option<SinkRecord> {
+        self.entries
+            .get(&key(env))
+            .and_then(|e| e.state.as_ref())
+            .and_then(|s| s.sinks.get(sink).cloned())
+    }
+
+    /// Records that `sink` took `env`, leaving `receipt` when it gives one.
+    pub fn record_delivery(&mut self, env: &Envelope, sink: &str, receipt: Option<SinkRecord>) {
         if !self.on() {
             return;
         }
         let entry = self.entries.entry(key(env)).or_default();
         if let Some(state) = &mut entry.state {
-            state.record_delivery(sink, &env.id);
+            state.record_delivery(sink, &env.id, receipt.as_ref());
             entry.changes.push(Change::Delivered {
                 sink: sink.to_string(),
                 id: env.id.clone(),
+                receipt,
             });
         }
     }
@@ -124,7 +137,9 @@ pub(super) fn replay(base: Option<AlertState>, changes: &[Change], now: Timestam
                     s.advance(env, now);
                 }
             }
-            (Change::Delivered { sink, id }, Some(s)) => s.record_delivery(sink, id),
+            (Change::Delivered { sink, id, receipt }, Some(s)) => {
+                s.record_delivery(sink, id, receipt.as_ref())
+            }
             (Change::Delivered { .. }, None) => {}
         }
     }
@@ -164,12 +179,13 @@ mod tests {
             Change::Delivered {
                 sink: "pd".into(),
                 id: firing.id.clone(),
+                receipt: None,
             },
         ];
         // Meanwhile another invocation delivered the resolve to slack.
         let mut theirs = AlertState::first(&firing, now);
         theirs.advance(&resolved, now);
-        theirs.record_delivery("slack", &resolved.id);
+        theirs.record_delivery("slack", &resolved.id, None);
         let merged = replay(Some(theirs), &changes, now).unwrap();
         assert_eq!(merged.status, Status::Resolved, "the older firing does not win");
         assert!(merged.delivered("pd", &firing.id));
@@ -193,7 +209,7 @@ mod tests {
         let mut ledger = Ledger::off(Some(Failure::retryable("network", "down")));
         let e = env(Status::Firing);
         assert_eq!(ledger.judge(&e, Timestamp::now()), Judgement::Current);
-        ledger.record_delivery(&e, "pd");
+        ledger.record_delivery(&e, "pd", None);
         assert!(!ledger.delivered(&e, "pd"));
     }
 }

@@ -140,11 +140,22 @@ pub async fn enricher_with_ec2(
     routes_ttl: Duration,
     ec2: aws_sdk_ec2::Client,
 ) -> Enricher {
-    let config =
-        EnricherArgs::try_parse_from(["alert-manager-enricher", "--enriched-topic-arn", &s.topic])
-            .unwrap()
-            .validate()
-            .unwrap();
+    enricher_with_args(s, routes_ttl, ec2, &[]).await
+}
+
+/// Like [`enricher_with_ec2`], with more command-line settings.
+pub async fn enricher_with_args(
+    s: &Stack,
+    routes_ttl: Duration,
+    ec2: aws_sdk_ec2::Client,
+    args: &[&str],
+) -> Enricher {
+    let mut argv = vec!["alert-manager-enricher", "--enriched-topic-arn", &s.topic];
+    argv.extend_from_slice(args);
+    let config = EnricherArgs::try_parse_from(argv)
+        .unwrap()
+        .validate()
+        .unwrap();
     let ssm = aws_sdk_ssm::Client::new(&s.config);
     let routes = Routes::load(
         RoutesSource::Ssm {

@@ -1,0 +1,352 @@
+//! Slack as an app (the Web API, a bot token): one message per alert's
+//! life. The firing is posted (`chat.postMessage`), and its `channel` and
+//! `ts` go to the alert state store; a repeat of the firing is replied in
+//! its thread at most once per `repeat_interval`; the resolve rewrites the
+//! original message (`chat.update`: green, "Resolved after 12 min") and
+//! adds a short reply to its thread. Without the store, or for a resolve
+//! whose firing was never posted, every notification is a new message.
+//!
+//! Slack answers HTTP 200 with `ok:false` for most errors; those are mapped
+//! to the one verdict here ([`verdict`]). The message content is the
+//! incoming-webhook sink's ([`super::slack::message`]), escaped the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alert_aws::{ConfigError, Failure};
+use alert_envelope::{Envelope, Status};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{HttpClient, classify_status, post};
+use super::slack::{default_key_tags, escape, message};
+use super::{secret, validate_secret};
+use crate::secrets::{SecretRef, SecretStore};
+use crate::state::SinkRecord;
+
+/// Where the Web API lives (`SLACK_API_URL` overrides it).
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// A Slack app sink.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackAppConfig {
+    /// Where the bot token (`xoxb-…`) is stored; it is never logged.
+    pub bot_token: SecretRef,
+    /// Channel id (`C0123456789`) or name (`payments-alerts`); the bot
+    /// needs `chat:write`, and `chat:write.public` for a channel it has not
+    /// joined.
+    pub channel: String,
+    /// Repeats of a firing alert (new content, for example a higher event
+    /// count) are replied in its thread at most this often: `30m`, `4h`.
+    #[serde(default = "default_repeat_interval")]
+    pub repeat_interval: String,
+    /// EC2 tags shown in the message, in order, when present.
+    #[serde(default = "default_key_tags")]
+    pub key_tags: Vec<String>,
+}
+
+fn default_repeat_interval() -> String {
+    "4h".into()
+}
+
+impl SlackAppConfig {
+    /// Checks the fields; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_secret("bot_token", &self.bot_token)?;
+        let channel = self.channel.trim_start_matches('#');
+        let valid = !channel.is_empty()
+            && channel.len() <= 80
+            && channel
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(ConfigError::new(
+                "channel",
+                format!(
+                    "{:?} is neither a channel id (C0123456789) nor a channel name",
+                    self.channel
+                ),
+            ));
+        }
+        self.repeat().map(drop)
+    }
+
+    fn repeat(&self) -> Result<Duration, ConfigError> {
+        let d: jiff::SignedDuration = self.repeat_interval.parse().map_err(|e| {
+            ConfigError::new(
+                "repeat_interval",
+                format!("{:?} is not a duration like 30m or 4h: {e}", self.repeat_interval),
+            )
+        })?;
+        Duration::try_from(d)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::new("repeat_interval", "must be positive"))
+    }
+}
+
+/// What one notification does to the alert's Slack message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// A new message.
+    Post,
+    /// A reply in the thread of `ts` (a repeat of the firing).
+    Reply { channel: String, ts: String },
+    /// Rewrite `ts` as resolved, and reply in its thread.
+    Resolve { channel: String, ts: String },
+    /// A repeat within `repeat_interval`: nothing is sent.
+    Quiet,
+}
+
+/// What to do with `env`, given what this sink's record says was sent.
+fn plan(env: &Envelope, prior: Option<&SinkRecord>, now: Timestamp, repeat: Duration) -> Action {
+    let open = prior.filter(|r| !r.closed).and_then(|r| Some((r.channel.clone()?, r.ts.clone()?)));
+    match (env.status, open) {
+        (_, None) => Action::Post,
+        (Status::Resolved, Some((channel, ts))) => Action::Resolve { channel, ts },
+        (Status::Firing, Some((channel, ts))) => {
+            let last = prior.and_then(|r| r.repeated_at).unwrap_or(Timestamp::MIN);
+            let due = now.duration_since(last).as_secs() >= repeat.as_secs() as i64;
+            if due {
+                Action::Reply { channel, ts }
+            } else {
+                Action::Quiet
+            }
+        }
+    }
+}
+
+/// "Resolved after 12 min".
+fn resolved_after(env: &Envelope) -> String {
+    let Some(ends) = env.ends_at else {
+        return "Resolved".into();
+    };
+    let minutes = ends.duration_since(env.starts_at).as_secs().max(0) / 60;
+    match minutes {
+        0 => "Resolved after less than a minute".into(),
+        m if m < 120 => format!("Resolved after {m} min"),
+        m => format!("Resolved after {} h {} min", m / 60, m % 60),
+    }
+}
+
+/// Slack's answer as the one verdict: the HTTP status first (429 with
+/// `Retry-After`), then `ok:false` and its `error`.
+fn verdict(status: reqwest::StatusCode, retry_after: Option<&str>, body: &str) -> Result<Value, Failure> {
+    classify_status(status, retry_after, body)?;
+    let answer: Value = serde_json::from_str(body)
+        .map_err(|e| Failure::retryable("slack_unreadable", format!("not JSON: {e}")))?;
+    if answer["ok"].as_bool() == Some(true) {
+        return Ok(answer);
+    }
+    let error = answer["error"].as_str().unwrap_or("unknown");
+    let detail = format!("Slack answered ok:false, error {error:?}");
+    Err(match error {
+        "ratelimited" => Failure::retryable("throttled", detail).with_retry_after(
+            retry_after
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        ),
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            Failure::retryable("slack_server", detail)
+        }
+        // Known permanent errors are their own reason (a metric label);
+        // anything else is one label, so Slack cannot grow the label set.
+        "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "missing_scope"
+        | "channel_not_found" | "not_in_channel" | "is_archived" | "msg_too_long"
+        | "message_not_found" | "cant_update_message" | "thread_not_found" | "invalid_blocks"
+        | "invalid_attachments" | "no_text" => Failure::permanent(error.to_string(), detail),
+        _ => Failure::permanent("slack_error", detail),
+    })
+}
+
+/// A Slack app sink ready to post.
+#[derive(Debug, Clone)]
+pub struct SlackAppSink {
+    config: SlackAppConfig,
+    repeat: Duration,
+    api: String,
+    http: HttpClient,
+    secrets: Option<Arc<SecretStore>>,
+}
+
+impl SlackAppSink {
+    /// A sink over the shared HTTP client and secret store, calling `api`.
+    pub fn new(
+        config: SlackAppConfig,
+        api: &str,
+        http: HttpClient,
+        secrets: Option<Arc<SecretStore>>,
+    ) -> Result<SlackAppSink, ConfigError> {
+        Ok(SlackAppSink {
+            repeat: config.repeat()?,
+            config,
+            api: api.trim_end_matches('/').to_string(),
+            http,
+            secrets,
+        })
+    }
+
+    /// One attempt: the calls `env` needs, and the record they leave.
+    pub async fn attempt(
+        &self,
+        env: &Envelope,
+        prior: Option<&SinkRecord>,
+        timeout: Duration,
+    ) -> Result<Option<SinkRecord>, Failure> {
+        let now = Timestamp::now();
+        let action = plan(env, prior, now, self.repeat);
+        if action == Action::Quiet {
+            return Ok(None);
+        }
+        let token = secret(self.secrets.as_deref(), &self.config.bot_token, timeout).await?;
+        if !token.expose().starts_with("xoxb-") {
+            return Err(Failure::permanent(
+                "invalid_auth",
+                "bot_token is not a bot token (xoxb-…)",
+            ));
+        }
+        let auth = [("Authorization", format!("Bearer {}", token.expose()))];
+        let call = |method: &'static str, body: Value| {
+            let url = format!("{}/{method}", self.api);
+            let auth = &auth;
+            async move {
+                let body = serde_json::to_vec(&body)
+                    .map_err(|e| Failure::permanent("encode", e.to_string()))?;
+                let a = post(self.http.get(), &url, auth, body, timeout).await?;
+                verdict(a.status, a.retry_after.as_deref(), &a.body)
+                    .map_err(|f| Failure { detail: format!("{method}: {}", f.detail), ..f })
+            }
+        };
+        let mut msg = message(env, &self.config.key_tags);
+        let mut record = prior.cloned().unwrap_or_default();
+        match action {
+            Action::Post => {
+                msg["channel"] = json!(self.config.channel);
+                let answer = call("chat.postMessage", msg).await?;
+                record.channel = answer["channel"].as_str().map(String::from);
+                record.ts = answer["ts"].as_str().map(String::from);
+                record.repeated_at = Some(now);
+                record.closed = env.status == Status::Resolved;
+            }
+            Action::Reply { channel, ts } => {
+                msg["channel"] = json!(channel);
+                msg["thread_ts"] = json!(ts);
+                call("chat.postMessage", msg).await?;
+                record.repeated_at = Some(now);
+            }
+            Action::Resolve { channel, ts } => {
+                let after = resolved_after(env);
+                let text = format!("{after}: {}", msg["text"].as_str().unwrap_or_default());
+                msg["text"] = json!(text);
+                msg["channel"] = json!(channel);
+                msg["ts"] = json!(ts);
+                call("chat.update", msg).await?;
+                let reply = json!({"channel": channel, "thread_ts": ts, "text": format!("✅ {}", escape(&after))});
+                call("chat.postMessage", reply).await?;
+                record.closed = true;
+            }
+            Action::Quiet => {}
+        }
+        Ok(Some(record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use alert_envelope::Source;
+
+    fn env(status: Status) -> Envelope {
+        let mut e = Envelope::new(
+            Source::Alertmanager,
+            "prod",
+            status,
+            "fp".into(),
+            "2026-12-02T10:00:00Z".parse().unwrap(),
+            Default::default(),
+        );
+        if status == Status::Resolved {
+            e.ends_at = Some("2026-12-02T10:12:30Z".parse().unwrap());
+        }
+        e
+    }
+
+    fn posted(at: &str) -> SinkRecord {
+        SinkRecord {
+            channel: Some("C1".into()),
+            ts: Some("1.2".into()),
+            repeated_at: Some(at.parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    const H4: Duration = Duration::from_secs(4 * 3600);
+
+    #[test]
+    fn a_firing_is_posted_then_repeats_reply_at_most_once_per_interval() {
+        let now: Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        assert_eq!(plan(&env(Status::Firing), None, now, H4), Action::Post);
+        let recent = posted("2026-12-02T10:00:00Z");
+        assert_eq!(plan(&env(Status::Firing), Some(&recent), now, H4), Action::Quiet);
+        let old = posted("2026-12-02T07:59:00Z");
+        assert_eq!(
+            plan(&env(Status::Firing), Some(&old), now, H4),
+            Action::Reply { channel: "C1".into(), ts: "1.2".into() }
+        );
+    }
+
+    #[test]
+    fn a_resolve_updates_the_open_message_or_posts_when_there_is_none() {
+        let now = Timestamp::now();
+        let open = posted("2026-12-02T10:00:00Z");
+        assert_eq!(
+            plan(&env(Status::Resolved), Some(&open), now, H4),
+            Action::Resolve { channel: "C1".into(), ts: "1.2".into() }
+        );
+        assert_eq!(plan(&env(Status::Resolved), None, now, H4), Action::Post);
+        let closed = SinkRecord { closed: true, ..open };
+        // A firing after the resolve is a new message, not a reply to the closed one.
+        assert_eq!(plan(&env(Status::Firing), Some(&closed), now, H4), Action::Post);
+        assert_eq!(resolved_after(&env(Status::Resolved)), "Resolved after 12 min");
+    }
+
+    #[test]
+    fn slack_errors_map_to_the_one_verdict() {
+        let ok = reqwest::StatusCode::OK;
+        assert!(verdict(ok, None, r#"{"ok":true,"ts":"1"}"#).is_ok());
+        let f = verdict(ok, Some("1"), r#"{"ok":false,"error":"ratelimited"}"#).unwrap_err();
+        assert!(f.is_retryable());
+        assert_eq!(f.retry_after, Some(Duration::from_secs(1)));
+        let f = verdict(reqwest::StatusCode::TOO_MANY_REQUESTS, Some("3"), "").unwrap_err();
+        assert!(f.is_retryable());
+        assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
+        for permanent in ["invalid_auth", "not_authed", "channel_not_found", "not_in_channel", "is_archived", "msg_too_long"] {
+            let f = verdict(ok, None, &format!(r#"{{"ok":false,"error":"{permanent}"}}"#)).unwrap_err();
+            assert!(!f.is_retryable(), "{permanent}");
+            assert_eq!(f.reason, permanent);
+        }
+        let f = verdict(ok, None, r#"{"ok":false,"error":"something_new"}"#).unwrap_err();
+        assert_eq!(f.reason, "slack_error");
+        assert!(f.detail.contains("something_new"));
+    }
+
+    #[test]
+    fn fields_are_checked_by_name() {
+        let mut c: SlackAppConfig = serde_yaml::from_str(
+            "bot_token: {secret: alert-manager/slack-bot}\nchannel: C0123456789\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.repeat().unwrap(), H4);
+        c.channel = "bad channel!".into();
+        assert_eq!(c.validate().unwrap_err().setting, "channel");
+        c.channel = "#payments-alerts".into();
+        c.repeat_interval = "soon".into();
+        assert_eq!(c.validate().unwrap_err().setting, "repeat_interval");
+        assert!(serde_yaml::from_str::<SlackAppConfig>("bot_token: {secret: x}\nchannel: C1\nwebhook_url: y\n").is_err());
+    }
+}
