@@ -106,7 +106,10 @@ mod tests {
     fn earlier_keeps_time_after_the_deadline_for_later_work() {
         let d = Deadline::within(Duration::from_secs(10));
         let left = d.earlier(Duration::from_secs(3)).remaining();
-        assert!(left <= Duration::from_millis(6500) && left > Duration::from_secs(6), "{left:?}");
+        assert!(
+            left <= Duration::from_millis(6500) && left > Duration::from_secs(6),
+            "{left:?}"
+        );
         assert!(d.remaining() > Duration::from_secs(9));
     }
 

@@ -79,7 +79,16 @@ pub async fn deliver(
                 now.push(i);
             }
         }
-        let results = run(&batch.envelopes, &now, sinks, deadline, retry, ledger, report).await;
+        let results = run(
+            &batch.envelopes,
+            &now,
+            sinks,
+            deadline,
+            retry,
+            ledger,
+            report,
+        )
+        .await;
         for i in record(batch, &now, results, ledger, report) {
             failed_groups.fail(batch.groups[i].as_deref(), wave);
         }

@@ -128,7 +128,10 @@ impl Enricher {
 
         let mut ledger = match &self.state {
             None => Ledger::off(None),
-            Some(state) => match state.before_delivery(&mut batch, &deadline, &mut report).await {
+            Some(state) => match state
+                .before_delivery(&mut batch, &deadline, &mut report)
+                .await
+            {
                 Some(ledger) => ledger,
                 None => return report,
             },
@@ -142,9 +145,19 @@ impl Enricher {
             delivery_deadline = delivery_deadline.earlier(WRITE_RESERVE);
         }
         let (retry, sinks) = (&self.retry, &sinks);
-        deliver(&batch, sinks, &delivery_deadline, retry, &mut ledger, &mut report).await;
+        deliver(
+            &batch,
+            sinks,
+            &delivery_deadline,
+            retry,
+            &mut ledger,
+            &mut report,
+        )
+        .await;
         if let Some(state) = &self.state {
-            state.after_delivery(ledger, &batch, &deadline, &mut report).await;
+            state
+                .after_delivery(ledger, &batch, &deadline, &mut report)
+                .await;
         }
         report
     }

@@ -197,6 +197,7 @@ impl MotoServer {
     /// Creates the alert state table `name` with the key schema, billing
     /// mode and TTL attribute of the CloudFormation stack's `StateTable`
     /// (read from the template, so the tests and the stack cannot drift).
+    #[allow(clippy::expect_used)] // test support: a panic is the test's failure
     pub async fn create_state_table(&self, name: &str) -> String {
         use aws_sdk_dynamodb::types::{
             AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -210,14 +211,20 @@ impl MotoServer {
         let props = &doc["Resources"]["StateTable"]["Properties"];
         let text = |v: &serde_yaml::Value| v.as_str().expect("a string in StateTable").to_string();
         let client = aws_sdk_dynamodb::Client::new(&self.sdk_config().await);
-        let mut create = client.create_table().table_name(name).billing_mode(
-            BillingMode::from(text(&props["BillingMode"]).as_str()),
-        );
-        for a in props["AttributeDefinitions"].as_sequence().expect("AttributeDefinitions") {
+        let mut create = client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::from(text(&props["BillingMode"]).as_str()));
+        for a in props["AttributeDefinitions"]
+            .as_sequence()
+            .expect("AttributeDefinitions")
+        {
             create = create.attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name(text(&a["AttributeName"]))
-                    .attribute_type(ScalarAttributeType::from(text(&a["AttributeType"]).as_str()))
+                    .attribute_type(ScalarAttributeType::from(
+                        text(&a["AttributeType"]).as_str(),
+                    ))
                     .build()
                     .expect("attribute definition"),
             );

@@ -11,6 +11,8 @@
 //! of that channel (`thread_not_found`); `chat.update` only of an existing
 //! `ts` in that channel (`message_not_found`).
 
+#![allow(clippy::expect_used)] // test support: a panic is the test's failure
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -154,7 +156,11 @@ async fn call(
         Some(Ok(error)) => (200, ok_false(&error), None),
         None => match validate(&mut s, &method, &headers, parsed.as_ref()) {
             Ok(v) => (200, v, None),
-            Err(e) => (if e == "unknown_method" { 404 } else { 200 }, ok_false(e), None),
+            Err(e) => (
+                if e == "unknown_method" { 404 } else { 200 },
+                ok_false(e),
+                None,
+            ),
         },
     };
     s.calls.push(SlackApiCall {
@@ -214,7 +220,10 @@ fn validate(
     if !has_content {
         return Err("no_text");
     }
-    if body["text"].as_str().is_some_and(|t| t.chars().count() > 40_000) {
+    if body["text"]
+        .as_str()
+        .is_some_and(|t| t.chars().count() > 40_000)
+    {
         return Err("msg_too_long");
     }
     if method == "chat.update" {

@@ -24,7 +24,11 @@ const CHANNEL: &str = "C0123456789";
 
 async fn app_stack() -> (Stack, SlackApi) {
     let s = stack().await;
-    let api = SlackApi::start(BOT_TOKEN, &[(CHANNEL, "payments-alerts"), ("C0ARCHIVED1", "old")]).await;
+    let api = SlackApi::start(
+        BOT_TOKEN,
+        &[(CHANNEL, "payments-alerts"), ("C0ARCHIVED1", "old")],
+    )
+    .await;
     aws_sdk_secretsmanager::Client::new(&s.config)
         .create_secret()
         .name("alert-manager/slack-bot")
@@ -89,7 +93,12 @@ fn pd_actions(s: &Stack) -> Vec<String> {
         .requests()
         .iter()
         .filter(|r| r.answered == 202)
-        .map(|r| r.json.as_ref().unwrap()["event_action"].as_str().unwrap().to_string())
+        .map(|r| {
+            r.json.as_ref().unwrap()["event_action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -107,20 +116,39 @@ async fn a_resolve_updates_the_message_in_place_and_a_late_firing_changes_nothin
 
     let messages = api.messages();
     let top: Vec<_> = messages.iter().filter(|m| m.thread_ts.is_none()).collect();
-    assert_eq!(top.len(), 1, "one message for the alert's life: {messages:#?}");
+    assert_eq!(
+        top.len(),
+        1,
+        "one message for the alert's life: {messages:#?}"
+    );
     assert_eq!(top[0].channel, CHANNEL);
     assert_eq!(top[0].updates, 1, "updated once, on resolve");
     let body = &top[0].body;
-    assert_eq!(body["attachments"][0]["color"], "#2EB67D", "shown resolved: {body}");
+    assert_eq!(
+        body["attachments"][0]["color"], "#2EB67D",
+        "shown resolved: {body}"
+    );
     assert!(
-        body["text"].as_str().unwrap().starts_with("Resolved after 10 min"),
+        body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Resolved after 10 min"),
         "{body}"
     );
     let replies: Vec<_> = messages.iter().filter(|m| m.thread_ts.is_some()).collect();
     assert_eq!(replies.len(), 1, "{replies:#?}");
     assert_eq!(replies[0].thread_ts.as_deref(), Some(top[0].ts.as_str()));
-    assert!(replies[0].body["text"].as_str().unwrap().contains("Resolved after 10 min"));
-    assert!(api.calls().iter().all(|c| c.error.is_none()), "{:#?}", api.calls());
+    assert!(
+        replies[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("Resolved after 10 min")
+    );
+    assert!(
+        api.calls().iter().all(|c| c.error.is_none()),
+        "{:#?}",
+        api.calls()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,7 +157,8 @@ async fn repeats_reply_in_the_thread_at_most_once_per_repeat_interval() {
     let e = app_enricher(&s, &api).await;
     let first = envelope("PodCrashLooping", "payments", Status::Firing);
     // Repeats: the same alert with new content (a higher count), so new ids.
-    let repeat = |n: u32| -> Envelope { first.clone().with_id_discriminator(&format!("count={n}")) };
+    let repeat =
+        |n: u32| -> Envelope { first.clone().with_id_discriminator(&format!("count={n}")) };
     for env in [first.clone(), repeat(2), repeat(3)] {
         let report = e.process(records(&[&env]), Duration::from_secs(5)).await;
         assert!(report.failed_message_ids.is_empty(), "{report:?}");
@@ -142,8 +171,15 @@ async fn repeats_reply_in_the_thread_at_most_once_per_repeat_interval() {
     }
     let messages = api.messages();
     let replies: Vec<_> = messages.iter().filter(|m| m.thread_ts.is_some()).collect();
-    assert_eq!(replies.len(), 1, "one reply after the interval, not more: {messages:#?}");
-    assert_eq!(replies[0].thread_ts.as_deref(), Some(messages[0].ts.as_str()));
+    assert_eq!(
+        replies.len(),
+        1,
+        "one reply after the interval, not more: {messages:#?}"
+    );
+    assert_eq!(
+        replies[0].thread_ts.as_deref(),
+        Some(messages[0].ts.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,7 +191,10 @@ async fn ratelimited_is_retried_within_the_deadline_and_channel_not_found_is_not
     let started = std::time::Instant::now();
     let report = e.process(records(&[&firing]), Duration::from_secs(6)).await;
     assert!(report.failed_message_ids.is_empty(), "{report:?}");
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
     let calls = api.calls();
     assert_eq!(calls[0].status, 429);
     assert_eq!(calls[1].error, None);
@@ -163,7 +202,10 @@ async fn ratelimited_is_retried_within_the_deadline_and_channel_not_found_is_not
 
     let gone = envelope("Gone", "gone", Status::Firing);
     let report = e.process(records(&[&gone]), Duration::from_secs(5)).await;
-    assert!(report.failed_message_ids.is_empty(), "permanent: not failed, {report:?}");
+    assert!(
+        report.failed_message_ids.is_empty(),
+        "permanent: not failed, {report:?}"
+    );
     let failed = &report.counts.sinks["gone-slack"].failed;
     assert_eq!(failed.get("channel_not_found"), Some(&1), "{failed:?}");
     let tries = api
@@ -185,5 +227,9 @@ async fn invalid_auth_is_permanent_counted_and_the_token_is_not_in_the_report() 
     let failed = &report.counts.sinks["payments-slack"].failed;
     assert_eq!(failed.get("invalid_auth"), Some(&1), "{failed:?}");
     assert!(!format!("{report:?}").contains(BOT_TOKEN));
-    assert_eq!(pd_actions(&s), vec!["trigger"], "the other sink still got it");
+    assert_eq!(
+        pd_actions(&s),
+        vec!["trigger"],
+        "the other sink still got it"
+    );
 }

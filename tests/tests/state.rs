@@ -37,7 +37,11 @@ async fn a_record_redelivered_three_times_reaches_each_sink_once() {
     s.webhook.set_behavior(Behavior::Status(503));
     for attempt in 1..=2 {
         let report = e.process(records(&[&firing]), Duration::from_secs(3)).await;
-        assert_eq!(report.failed_message_ids, vec!["msg-0"], "attempt {attempt}");
+        assert_eq!(
+            report.failed_message_ids,
+            vec!["msg-0"],
+            "attempt {attempt}"
+        );
     }
     s.webhook.set_behavior(Behavior::Ok);
     let report = e.process(records(&[&firing]), Duration::from_secs(5)).await;
@@ -45,15 +49,26 @@ async fn a_record_redelivered_three_times_reaches_each_sink_once() {
     // One more redelivery (SQS delivers at least once): nothing is sent again.
     let report = e.process(records(&[&firing]), Duration::from_secs(5)).await;
     assert!(report.failed_message_ids.is_empty(), "{report:?}");
-    assert_eq!(report.counts.skipped_already_delivered, 5, "{:?}", report.counts);
+    assert_eq!(
+        report.counts.skipped_already_delivered, 5,
+        "{:?}",
+        report.counts
+    );
 
     assert_eq!(accepted(&s.slack.requests(), 200), 1, "Slack got it once");
     assert_eq!(accepted(&s.pagerduty.requests(), 202), 1, "PagerDuty once");
-    assert_eq!(accepted(&s.webhook.requests(), 200), 1, "the webhook once, after it recovered");
+    assert_eq!(
+        accepted(&s.webhook.requests(), 200),
+        1,
+        "the webhook once, after it recovered"
+    );
     assert!(accepted(&s.webhook.requests(), 503) >= 2);
     let sqs = aws_sdk_sqs::Client::new(&s.config);
     // Waits for a second copy that must not come.
-    let got = receive_until(&sqs, &s.team_queue, Duration::from_secs(3), |g| g.len() >= 2).await;
+    let got = receive_until(&sqs, &s.team_queue, Duration::from_secs(3), |g| {
+        g.len() >= 2
+    })
+    .await;
     assert_eq!(got.len(), 1, "the team topic once");
 }
 
@@ -77,7 +92,12 @@ async fn a_firing_delayed_past_its_resolve_is_stale_and_reaches_only_the_topics(
         .requests()
         .iter()
         .filter(|r| r.answered == 202)
-        .map(|r| r.json.as_ref().unwrap()["event_action"].as_str().unwrap().to_string())
+        .map(|r| {
+            r.json.as_ref().unwrap()["event_action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(pd, vec!["trigger", "resolve"], "nothing after the resolve");
     assert_eq!(accepted(&s.slack.requests(), 200), 2);
@@ -106,9 +126,18 @@ async fn a_firing_that_arrives_after_its_resolve_reaches_the_topic_marked_stale(
         .requests()
         .iter()
         .filter(|r| r.answered == 202)
-        .map(|r| r.json.as_ref().unwrap()["event_action"].as_str().unwrap().to_string())
+        .map(|r| {
+            r.json.as_ref().unwrap()["event_action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(pd, vec!["resolve"], "no trigger opens an incident nothing resolves");
+    assert_eq!(
+        pd,
+        vec!["resolve"],
+        "no trigger opens an incident nothing resolves"
+    );
     assert_eq!(accepted(&s.slack.requests(), 200), 1);
     assert_eq!(accepted(&s.webhook.requests(), 200), 1);
 
@@ -139,7 +168,9 @@ async fn a_firing_refused_until_the_deadline_does_not_trigger_after_its_resolve(
     let report = e.process(records(&[&firing]), Duration::from_secs(3)).await;
     assert_eq!(report.failed_message_ids, vec!["msg-0"]);
     s.pagerduty.set_behavior(Behavior::Ok);
-    let report = e.process(records(&[&resolved]), Duration::from_secs(5)).await;
+    let report = e
+        .process(records(&[&resolved]), Duration::from_secs(5))
+        .await;
     assert!(report.failed_message_ids.is_empty(), "{report:?}");
     let report = e.process(records(&[&firing]), Duration::from_secs(5)).await;
     assert!(report.failed_message_ids.is_empty(), "{report:?}");
@@ -150,9 +181,18 @@ async fn a_firing_refused_until_the_deadline_does_not_trigger_after_its_resolve(
         .requests()
         .iter()
         .filter(|r| r.answered == 202)
-        .map(|r| r.json.as_ref().unwrap()["event_action"].as_str().unwrap().to_string())
+        .map(|r| {
+            r.json.as_ref().unwrap()["event_action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(pd, vec!["resolve"], "the resolve came first: no trigger opens an incident");
+    assert_eq!(
+        pd,
+        vec!["resolve"],
+        "the resolve came first: no trigger opens an incident"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,7 +265,11 @@ async fn a_100_record_batch_costs_one_read_and_one_write_per_changed_alert() {
     let actions = s.moto.recorded_actions().await;
     let count = |a: &str| actions.iter().filter(|x| *x == a).count();
     assert_eq!(count("BatchGetItem"), 1, "{actions:?}");
-    assert_eq!(count("PutItem"), 50, "one write per alert, all its sinks in it");
+    assert_eq!(
+        count("PutItem"),
+        50,
+        "one write per alert, all its sinks in it"
+    );
     assert_eq!(count("GetItem"), 0);
 
     // The same batch again: one read, no write (nothing changed).
@@ -236,5 +280,9 @@ async fn a_100_record_batch_costs_one_read_and_one_write_per_changed_alert() {
     let count = |a: &str| actions.iter().filter(|x| *x == a).count();
     assert_eq!(count("BatchGetItem"), 1, "{actions:?}");
     assert_eq!(count("PutItem"), 0, "{actions:?}");
-    assert_eq!(count("PublishBatch"), 0, "the enriched topic already has them");
+    assert_eq!(
+        count("PublishBatch"),
+        0,
+        "the enriched topic already has them"
+    );
 }

@@ -77,7 +77,10 @@ impl SlackAppConfig {
         let d: jiff::SignedDuration = self.repeat_interval.parse().map_err(|e| {
             ConfigError::new(
                 "repeat_interval",
-                format!("{:?} is not a duration like 30m or 4h: {e}", self.repeat_interval),
+                format!(
+                    "{:?} is not a duration like 30m or 4h: {e}",
+                    self.repeat_interval
+                ),
             )
         })?;
         Duration::try_from(d)
@@ -102,7 +105,9 @@ enum Action {
 
 /// What to do with `env`, given what this sink's record says was sent.
 fn plan(env: &Envelope, prior: Option<&SinkRecord>, now: Timestamp, repeat: Duration) -> Action {
-    let open = prior.filter(|r| !r.closed).and_then(|r| Some((r.channel.clone()?, r.ts.clone()?)));
+    let open = prior
+        .filter(|r| !r.closed)
+        .and_then(|r| Some((r.channel.clone()?, r.ts.clone()?)));
     match (env.status, open) {
         (_, None) => Action::Post,
         (Status::Resolved, Some((channel, ts))) => Action::Resolve { channel, ts },
@@ -133,7 +138,11 @@ fn resolved_after(env: &Envelope) -> String {
 
 /// Slack's answer as the one verdict: the HTTP status first (429 with
 /// `Retry-After`), then `ok:false` and its `error`.
-fn verdict(status: reqwest::StatusCode, retry_after: Option<&str>, body: &str) -> Result<Value, Failure> {
+fn verdict(
+    status: reqwest::StatusCode,
+    retry_after: Option<&str>,
+    body: &str,
+) -> Result<Value, Failure> {
     classify_status(status, retry_after, body)?;
     let answer: Value = serde_json::from_str(body)
         .map_err(|e| Failure::retryable("slack_unreadable", format!("not JSON: {e}")))?;
@@ -153,10 +162,21 @@ fn verdict(status: reqwest::StatusCode, retry_after: Option<&str>, body: &str) -
         }
         // Known permanent errors are their own reason (a metric label);
         // anything else is one label, so Slack cannot grow the label set.
-        "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "missing_scope"
-        | "channel_not_found" | "not_in_channel" | "is_archived" | "msg_too_long"
-        | "message_not_found" | "cant_update_message" | "thread_not_found" | "invalid_blocks"
-        | "invalid_attachments" | "no_text" => Failure::permanent(error.to_string(), detail),
+        "invalid_auth"
+        | "not_authed"
+        | "account_inactive"
+        | "token_revoked"
+        | "missing_scope"
+        | "channel_not_found"
+        | "not_in_channel"
+        | "is_archived"
+        | "msg_too_long"
+        | "message_not_found"
+        | "cant_update_message"
+        | "thread_not_found"
+        | "invalid_blocks"
+        | "invalid_attachments"
+        | "no_text" => Failure::permanent(error.to_string(), detail),
         _ => Failure::permanent("slack_error", detail),
     })
 }
@@ -215,8 +235,10 @@ impl SlackAppSink {
                 let body = serde_json::to_vec(&body)
                     .map_err(|e| Failure::permanent("encode", e.to_string()))?;
                 let a = post(self.http.get(), &url, auth, body, timeout).await?;
-                verdict(a.status, a.retry_after.as_deref(), &a.body)
-                    .map_err(|f| Failure { detail: format!("{method}: {}", f.detail), ..f })
+                verdict(a.status, a.retry_after.as_deref(), &a.body).map_err(|f| Failure {
+                    detail: format!("{method}: {}", f.detail),
+                    ..f
+                })
             }
         };
         let mut msg = message(env, &self.config.key_tags);
@@ -291,11 +313,17 @@ mod tests {
         let now: Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
         assert_eq!(plan(&env(Status::Firing), None, now, H4), Action::Post);
         let recent = posted("2026-12-02T10:00:00Z");
-        assert_eq!(plan(&env(Status::Firing), Some(&recent), now, H4), Action::Quiet);
+        assert_eq!(
+            plan(&env(Status::Firing), Some(&recent), now, H4),
+            Action::Quiet
+        );
         let old = posted("2026-12-02T07:59:00Z");
         assert_eq!(
             plan(&env(Status::Firing), Some(&old), now, H4),
-            Action::Reply { channel: "C1".into(), ts: "1.2".into() }
+            Action::Reply {
+                channel: "C1".into(),
+                ts: "1.2".into()
+            }
         );
     }
 
@@ -305,13 +333,25 @@ mod tests {
         let open = posted("2026-12-02T10:00:00Z");
         assert_eq!(
             plan(&env(Status::Resolved), Some(&open), now, H4),
-            Action::Resolve { channel: "C1".into(), ts: "1.2".into() }
+            Action::Resolve {
+                channel: "C1".into(),
+                ts: "1.2".into()
+            }
         );
         assert_eq!(plan(&env(Status::Resolved), None, now, H4), Action::Post);
-        let closed = SinkRecord { closed: true, ..open };
+        let closed = SinkRecord {
+            closed: true,
+            ..open
+        };
         // A firing after the resolve is a new message, not a reply to the closed one.
-        assert_eq!(plan(&env(Status::Firing), Some(&closed), now, H4), Action::Post);
-        assert_eq!(resolved_after(&env(Status::Resolved)), "Resolved after 12 min");
+        assert_eq!(
+            plan(&env(Status::Firing), Some(&closed), now, H4),
+            Action::Post
+        );
+        assert_eq!(
+            resolved_after(&env(Status::Resolved)),
+            "Resolved after 12 min"
+        );
     }
 
     #[test]
@@ -324,8 +364,20 @@ mod tests {
         let f = verdict(reqwest::StatusCode::TOO_MANY_REQUESTS, Some("3"), "").unwrap_err();
         assert!(f.is_retryable());
         assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
-        for permanent in ["invalid_auth", "not_authed", "channel_not_found", "not_in_channel", "is_archived", "msg_too_long"] {
-            let f = verdict(ok, None, &format!(r#"{{"ok":false,"error":"{permanent}"}}"#)).unwrap_err();
+        for permanent in [
+            "invalid_auth",
+            "not_authed",
+            "channel_not_found",
+            "not_in_channel",
+            "is_archived",
+            "msg_too_long",
+        ] {
+            let f = verdict(
+                ok,
+                None,
+                &format!(r#"{{"ok":false,"error":"{permanent}"}}"#),
+            )
+            .unwrap_err();
             assert!(!f.is_retryable(), "{permanent}");
             assert_eq!(f.reason, permanent);
         }
@@ -347,6 +399,11 @@ mod tests {
         c.channel = "#payments-alerts".into();
         c.repeat_interval = "soon".into();
         assert_eq!(c.validate().unwrap_err().setting, "repeat_interval");
-        assert!(serde_yaml::from_str::<SlackAppConfig>("bot_token: {secret: x}\nchannel: C1\nwebhook_url: y\n").is_err());
+        assert!(
+            serde_yaml::from_str::<SlackAppConfig>(
+                "bot_token: {secret: x}\nchannel: C1\nwebhook_url: y\n"
+            )
+            .is_err()
+        );
     }
 }

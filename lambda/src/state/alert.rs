@@ -122,7 +122,15 @@ impl AlertState {
         if env.id == self.envelope_id && self.status == Status::Firing {
             return Some(self.generation);
         }
-        if env.id == derive_id(&env.cluster, &env.fingerprint, env.status, env.starts_at, None) {
+        if env.id
+            == derive_id(
+                &env.cluster,
+                &env.fingerprint,
+                env.status,
+                env.starts_at,
+                None,
+            )
+        {
             return Some(None);
         }
         let after = self.ends_at.filter(|_| self.status == Status::Resolved)?;

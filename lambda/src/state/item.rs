@@ -63,13 +63,7 @@ pub fn to_item(key: &str, state: &AlertState, version: u64, expires_at: i64) -> 
     }
     item.insert(
         "transitions".into(),
-        AttributeValue::L(
-            state
-                .transitions
-                .iter()
-                .map(|t| s(t.to_string()))
-                .collect(),
-        ),
+        AttributeValue::L(state.transitions.iter().map(|t| s(t.to_string())).collect()),
     );
     let sinks = state
         .sinks
@@ -173,10 +167,9 @@ fn sink_record(r: &HashMap<String, AttributeValue>) -> SinkRecord {
     let get = |name: &str| r.get(name).and_then(|v| v.as_s().ok()).cloned();
     SinkRecord {
         ids: match r.get("ids") {
-            Some(AttributeValue::L(list)) => list
-                .iter()
-                .filter_map(|v| v.as_s().ok().cloned())
-                .collect(),
+            Some(AttributeValue::L(list)) => {
+                list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
+            }
             _ => Vec::new(),
         },
         channel: get("channel"),

@@ -127,7 +127,11 @@ pub(super) fn entry_of(stored: Stored, now_s: i64) -> Entry {
 }
 
 /// `changes` applied to `base` in order.
-pub(super) fn replay(base: Option<AlertState>, changes: &[Change], now: Timestamp) -> Option<AlertState> {
+pub(super) fn replay(
+    base: Option<AlertState>,
+    changes: &[Change],
+    now: Timestamp,
+) -> Option<AlertState> {
     let mut state = base;
     for change in changes {
         match (change, &mut state) {
@@ -187,7 +191,11 @@ mod tests {
         theirs.advance(&resolved, now);
         theirs.record_delivery("slack", &resolved.id, None);
         let merged = replay(Some(theirs), &changes, now).unwrap();
-        assert_eq!(merged.status, Status::Resolved, "the older firing does not win");
+        assert_eq!(
+            merged.status,
+            Status::Resolved,
+            "the older firing does not win"
+        );
         assert!(merged.delivered("pd", &firing.id));
         assert!(merged.delivered("slack", &resolved.id));
     }

@@ -34,8 +34,8 @@ use jiff::Timestamp;
 
 pub use alert::{AlertState, Judgement, SinkRecord};
 use item::{KEY, from_item, to_item};
-pub use ledger::{Ledger, key};
 use ledger::{Entry, entry_of, replay};
+pub use ledger::{Ledger, key};
 
 /// `BatchGetItem` takes at most 100 keys.
 const KEYS_PER_READ: usize = 100;
@@ -198,7 +198,9 @@ impl StateStore {
                 // Unprocessed keys mean the table is throttled: give it a moment.
                 tokio::time::sleep(Duration::from_millis(50 << round)).await;
             }
-            let timeout = deadline.timeout(CALL_TIMEOUT).ok_or_else(Deadline::expired)?;
+            let timeout = deadline
+                .timeout(CALL_TIMEOUT)
+                .ok_or_else(Deadline::expired)?;
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
@@ -324,8 +326,15 @@ impl StateStore {
 
     /// Another invocation wrote `key`: reads it and applies this batch's
     /// changes to it.
-    async fn reread(&self, key: &str, entry: &mut Entry, deadline: &Deadline) -> Result<(), Failure> {
-        let timeout = deadline.timeout(CALL_TIMEOUT).ok_or_else(Deadline::expired)?;
+    async fn reread(
+        &self,
+        key: &str,
+        entry: &mut Entry,
+        deadline: &Deadline,
+    ) -> Result<(), Failure> {
+        let timeout = deadline
+            .timeout(CALL_TIMEOUT)
+            .ok_or_else(Deadline::expired)?;
         let call = self
             .client
             .get_item()
@@ -376,23 +385,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use alert_envelope::Source;
-
-    fn env(status: Status) -> Envelope {
-        let mut e = Envelope::new(
-            Source::Alertmanager,
-            "prod",
-            status,
-            "fp".into(),
-            "2026-12-02T10:00:00Z".parse().unwrap(),
-            Default::default(),
-        );
-        if status == Status::Resolved {
-            e.ends_at = Some("2026-12-02T10:30:00Z".parse().unwrap());
-        }
-        e
-    }
-
     #[test]
     fn state_table_takes_a_name_or_a_table_arn_and_names_itself_when_wrong() {
         assert_eq!(table_name("alert-state").unwrap(), "alert-state");
@@ -407,5 +399,4 @@ mod tests {
         let e = StateConfig::new("alerts", 0, StateFailure::Deliver).unwrap_err();
         assert_eq!(e.setting, "STATE_TTL_HOURS");
     }
-
 }

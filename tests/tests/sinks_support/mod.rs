@@ -187,7 +187,11 @@ pub async fn enricher_with_args(
 
 /// A state store over `table` in moto (see `MotoServer::create_state_table`),
 /// or over any DynamoDB endpoint `config` points at.
-pub fn state_store(config: &aws_config::SdkConfig, table: &str, failure: StateFailure) -> StateStore {
+pub fn state_store(
+    config: &aws_config::SdkConfig,
+    table: &str,
+    failure: StateFailure,
+) -> StateStore {
     StateStore::new(
         aws_sdk_dynamodb::Client::new(config),
         StateConfig::new(table, 168, failure).unwrap(),
