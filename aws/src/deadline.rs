@@ -35,9 +35,9 @@ impl Deadline {
     /// (epoch milliseconds), but at least `at_least` from now.
     ///
     /// Real Lambda starts the clock when it hands the event over, so the
-    /// floor never applies there. The Runtime API emulator (`cargo lambda
-    /// watch`) stamps the deadline when the invoke arrives, which can be
-    /// minutes before a function still being built first takes the event.
+    /// floor never applies there. The Runtime API emulator the tests use
+    /// (`cargo lambda watch` 1.9) sends a fixed `lambda-runtime-deadline-ms`
+    /// of 600000, ten minutes after the epoch, so there the floor always does.
     pub fn from_epoch_millis(deadline_ms: u64, at_least: Duration) -> Deadline {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -5,7 +5,8 @@
 //! - [`CloudWatchBridge`]: translates the SDK's Smithy RPC v2 CBOR CloudWatch
 //!   protocol into the JSON 1.0 protocol moto speaks.
 //! - [`Alertmanager`]: Debian's `prometheus-alertmanager`, given a config.
-//! - [`LambdaWatch`]: `cargo lambda watch`, the Lambda Runtime API emulator.
+//! - [`LambdaWatch`]: the Lambda Runtime API emulator (`cargo lambda watch
+//!   --only-lambda-apis`) with the workspace-built function binary polling it.
 //! - [`TcpProxy`]: takes a service down and up again without losing its state.
 //! - [`MockKubeApi`]: an in-process mock Kubernetes API server (lists, watches,
 //!   pods, leases, injected errors) that kube-rs talks to through a kubeconfig

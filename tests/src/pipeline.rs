@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! Alertmanager ─webhook─▶ agent (IRSA) ─Publish─▶ raw topic ─▶ SQS inbox (DLQ after N receives)
-//!   ─▶ poller (the event source mapping) ─invoke─▶ enricher under `cargo lambda watch`
+//!   ─▶ poller (the event source mapping) ─invoke─▶ Runtime API emulator (`cargo lambda
+//!      watch --only-lambda-apis`) ─▶ the workspace-built enricher binary
 //!   ─▶ enriched topic ─▶ subscriber queues (one with a filter policy)
 //!                    └▶ Slack / PagerDuty / webhook stand-ins (routing document)
 //! ```
@@ -30,7 +31,7 @@ use crate::{
     REGION, SlackReceiver, WebhookReceiver, workspace_root,
 };
 
-/// The function name `cargo lambda watch` serves.
+/// The function name the emulator serves: the enricher's binary name.
 pub const FUNCTION: &str = "alert-manager-enricher";
 /// The namespace whose annotation names the owning team.
 pub const NAMESPACE: &str = "payments";
@@ -156,7 +157,7 @@ impl Poller {
                 }
                 let received = Instant::now();
                 let event = sqs_event(&messages, &queue_arn);
-                // The first invocation builds the function: allow minutes.
+                // A bound far above any batch's time (the function is warm).
                 let response = http
                     .post(&url)
                     .json(&event)
@@ -491,16 +492,17 @@ impl Pipeline {
         }
         lambda_env.extend(options.lambda_env.iter().cloned());
 
-        progress("starting `cargo lambda watch`, the Lambda Runtime API emulator");
+        progress(
+            "starting the Lambda Runtime API emulator (`cargo lambda watch --only-lambda-apis`) and the enricher binary against it",
+        );
         let env_refs: Vec<(&str, &str)> = lambda_env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let watch = LambdaWatch::start(&workspace_root().join("lambda"), &env_refs).await;
-        // The first invocation builds the function (minutes when `cargo lambda
-        // watch` cannot reuse the test build); do it before any alert flows,
-        // so no test's clock, and no queue, waits on the compiler.
-        progress("building the enricher under `cargo lambda watch` and invoking it once");
+        let watch = LambdaWatch::start(&workspace_root().join("lambda"), FUNCTION, &env_refs).await;
+        // One invocation before any alert flows: the function's init (SDK
+        // clients, configuration) is done before any test's clock starts.
+        progress("invoking the enricher once with no records");
         let warm = watch.invoke(FUNCTION, &json!({"Records": []})).await;
         assert!(
             matches!(&warm, Ok(v) if v["batchItemFailures"] == json!([])),

@@ -13,8 +13,8 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    /// Spawns `cmd` in its own process group, so that grandchildren (cargo
-    /// builds under `cargo lambda watch`, for example) are stopped too.
+    /// Spawns `cmd` in its own process group, so that grandchildren (the
+    /// processes a Python or shell wrapper starts, for example) are stopped too.
     pub fn spawn(name: &str, mut cmd: Command) -> ChildGuard {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);

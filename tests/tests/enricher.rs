@@ -1,7 +1,8 @@
 //! The enricher against moto: EC2 instances with tags, CloudWatch metrics
 //! through the CBOR bridge, the enriched topic with a filtered SQS
 //! subscriber, the call budget counted by moto's recorder, degraded paths,
-//! and the real binary under `cargo lambda watch`.
+//! and the real binary under the Runtime API emulator (`cargo lambda watch
+//! --only-lambda-apis`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -626,13 +627,14 @@ async fn bad_config_fails_at_init_naming_the_setting() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_real_binary_under_cargo_lambda_watch_delivers_an_enriched_envelope() {
+async fn the_real_binary_under_the_runtime_api_emulator_delivers_an_enriched_envelope() {
     let s = stack(1).await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lambda");
     let moto = s.moto.endpoint();
     let bridge = s.bridge.endpoint();
     let watch = LambdaWatch::start(
         &dir,
+        "alert-manager-enricher",
         &[
             ("ENRICHED_TOPIC_ARN", s.enriched_topic.as_str()),
             ("AWS_ENDPOINT_URL", moto.as_str()),

@@ -1,5 +1,5 @@
 //! The real binaries together, as in AWS: Alertmanager → agent → SNS → SQS →
-//! (event source mapping) → enricher under `cargo lambda watch` → enriched
+//! (event source mapping) → enricher under the Runtime API emulator → enriched
 //! topic, subscribers and the Slack / PagerDuty / webhook sinks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure

@@ -344,5 +344,6 @@ async fn irsa_web_identity_credentials_publish_through_a_filter_policy() {
     );
 }
 
-// `cargo lambda watch` is proven with the real enricher binary in tests/enricher.rs
-// (the_real_binary_under_cargo_lambda_watch_delivers_an_enriched_envelope).
+// The Runtime API emulator (`cargo lambda watch --only-lambda-apis`) is proven with the
+// real enricher binary in tests/enricher.rs
+// (the_real_binary_under_the_runtime_api_emulator_delivers_an_enriched_envelope).

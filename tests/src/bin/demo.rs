@@ -52,13 +52,13 @@ async fn demo() -> ExitCode {
                      "annotations": {"summary": "warm-up"}}]),
     )
     .await;
-    let warm = receive_until(&sqs, &p.all_queue, Duration::from_secs(900), |g| {
+    let warm = receive_until(&sqs, &p.all_queue, Duration::from_secs(120), |g| {
         !g.is_empty()
     })
     .await;
     if warm.is_empty() {
         eprintln!(
-            "the warm-up alert did not come through within 15 minutes; poller: {:?}",
+            "the warm-up alert did not come through within 2 minutes; poller: {:?}",
             p.poller.stats()
         );
         return ExitCode::FAILURE;
