@@ -56,6 +56,15 @@ WRK_LUA = r"""
 -- connection that is free takes the next slot; a backlog of more than 100 ms
 -- is dropped, so the achieved rate is lower when connections run out); RATE 0
 -- sends as fast as the server answers. done() prints JSON.
+--
+-- A body may hold the marker FP_MARK in place of the first 8 hex digits of
+-- each alert's fingerprint: every request then gets its own 8 hex digits
+-- there (BASE + the number of requests this run sent), so no request repeats
+-- an alert the agent has published already. The agent skips an alert whose
+-- id (fingerprint and startsAt) SNS accepted in the last 5 minutes, as a
+-- retry of the same notification, so round-robin copies of a few hundred
+-- bodies would be answered without publishing anything. Bodies without the
+-- marker are formatted once, up front.
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -74,14 +83,30 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local reqs, n, i, deadline, interval, next_t
+local reqs, parts, headers, path, base, n, i, deadline, interval, next_t
+local function split(line, mark)
+  local out, pos = {}, 1
+  while true do
+    local s, e = string.find(line, mark, pos, true)
+    if not s then out[#out + 1] = string.sub(line, pos); return out end
+    out[#out + 1] = string.sub(line, pos, s - 1)
+    pos = e + 1
+  end
+end
+
 function init(args)
-  local headers = {["Content-Type"] = args[3]}
+  headers = {["Content-Type"] = args[3]}
   if args[4] ~= "-" then headers["Authorization"] = args[4] end
-  reqs = {}
+  path = args[2]
+  base = tonumber(args[7])
+  reqs, parts = {}, {}
   local f = assert(io.open(args[1], "rb"))
   for line in f:lines() do
-    if #line > 0 then reqs[#reqs + 1] = wrk.format("POST", args[2], headers, line) end
+    if #line > 0 then
+      local p = split(line, "FP_MARK")
+      reqs[#reqs + 1] = #p == 1 and wrk.format("POST", path, headers, line) or false
+      parts[#parts + 1] = p
+    end
   end
   f:close()
   n = #reqs
@@ -96,7 +121,9 @@ function request()
   i = i + 1
   if i > n then i = 1 end
   sent = sent + 1
-  return reqs[i]
+  if reqs[i] then return reqs[i] end
+  local tag = string.format("%08x", (base + sent) % 4294967296)
+  return wrk.format("POST", path, headers, table.concat(parts[i], tag))
 end
 
 function delay()
@@ -265,11 +292,16 @@ def alert_of(base, n, i, group=None):
     return dict(t, labels=labels, annotations=ann, fingerprint=f"{n:08x}{i:08x}")
 
 
+FP_MARK = "FP_MARK"
+
+
 def notifications(count):
+    """Webhook bodies for wrk: each alert's fingerprint starts with FP_MARK, which the Lua replaces
+    with 8 hex digits of its own per request (see the Lua), and ends with the alert's index."""
     base = fixture()
     out = []
     for n in range(count):
-        b = dict(base, alerts=[alert_of(base, n, i) for i in range(10)])
+        b = dict(base, alerts=[dict(alert_of(base, n, i), fingerprint=f"{FP_MARK}{i:08x}") for i in range(10)])
         b["groupKey"] = f'{{}}/{{alertname="NodeFilesystemSpaceFillingUp"}}:{{n="{n}"}}'
         out.append(json.dumps(b, separators=(",", ":")))
     return out
@@ -341,18 +373,27 @@ def settle(port, want, key, deadline, limit=5.0):
         time.sleep(0.05)
 
 
+# The first fingerprint digits of the next wrk run (see FP_MARK in the Lua): every run starts past
+# the requests of the runs before it, so no two requests of one agent's life carry the same alert.
+next_fp_base = 1
+
+
 def run_wrk(lua, url, bodies, path, ctype, auth, conns, active, rate, grace, deadline):
+    global next_fp_base
     dur = int(math.ceil(active + grace))
     if dur + 15 > remaining(deadline):
         raise Failure("total time bound reached before a wrk run")
+    base = next_fp_base
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{dur}s", "--timeout", "10s", "-s", lua, url,
-           "--", bodies, path, ctype, auth or "-", str(active), str(rate)]
+           "--", bodies, path, ctype, auth or "-", str(active), str(rate), str(base)]
     cpu0 = children_cpu_s()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=dur + 15, stdin=subprocess.DEVNULL)
     line = next((l for l in p.stdout.splitlines() if l.startswith("WRKJSON ")), None)
     if p.returncode != 0 or line is None:
         raise Failure(f"wrk failed ({p.returncode}): {p.stdout[-1500:]}{p.stderr[-1500:]}")
     r = json.loads(line[len("WRKJSON "):])
+    # `sent` leaves out the request wrk asks for before the run; the margin covers it.
+    next_fp_base = base + r["sent"] + 16
     r["cpu_s"] = round(children_cpu_s() - cpu0, 3)
     r["connections"], r["active_s"], r["target_rate"] = conns, active, rate
     r["ok"] = r["requests"] - r["errors"]["status"]
@@ -712,7 +753,8 @@ def main():
             url = f"http://127.0.0.1:{listen}/webhook"
             auth = f"Bearer {TOKEN}"
             # one request by hand first: a wrong token or body shows here plainly
-            s, body = http(url, data=bodies[0].encode(), headers={"Content-Type": "application/json", "Authorization": auth},
+            # (the first fingerprint digits 00000000 are not used by any wrk run: those start at 1)
+            s, body = http(url, data=bodies[0].replace(FP_MARK, "00000000").encode(), headers={"Content-Type": "application/json", "Authorization": auth},
                            timeout=30)
             if s != 200:
                 raise Failure(f"agent answered {s} {body[:300]!r}")
@@ -724,7 +766,7 @@ def main():
                           "null_sns": args.null_sns, "quick": q, "cpu": cpu, "cores": os.cpu_count(),
                           "kernel": platform.release(), "date": time.strftime("%Y-%m-%d"),
                           "alertmanager_version": m.group(1) if m else "?", "agent_ready": ready,
-                          "notification_bytes": round(sum(map(len, bodies)) / len(bodies)),
+                          "notification_bytes": round(sum(len(b.replace(FP_MARK, "0" * 8)) for b in bodies) / len(bodies)),
                           "alerts_per_notification": 10}
 
             # warm-up, not recorded
@@ -751,6 +793,13 @@ def main():
                 r["batch_entries"] = cnt["batch_entries"]
                 r["agent_200"] = metric(m1, "alert_manager_agent_webhook_responses_total", 'code="200"') - \
                     metric(m0, "alert_manager_agent_webhook_responses_total", 'code="200"')
+                # Should stay 0: every request carries new alerts. Anything else means the load repeats
+                # ids, and the agent answered those without publishing (a retry, to it).
+                r["already_published"] = metric(m1, "alert_manager_agent_alerts_already_published_total") - \
+                    metric(m0, "alert_manager_agent_alerts_already_published_total")
+                if r["already_published"]:
+                    R["broken"].append(f"c={c}: the agent skipped {r['already_published']:.0f} alerts as already "
+                                       "published: the load repeated alert ids")
                 r["agent_cpu_s"] = round(a1 - a0, 3)
                 r["null_cpu_s"] = round(n1 - n0, 3)
                 r["agent_cpu_util"] = (a1 - a0) / active
