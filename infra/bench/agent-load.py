@@ -497,17 +497,22 @@ def am_run(name, am_bin, receiver, groups, null_port, key, want, workdir, deadli
             errors = [l.strip() for l in f if "level=error" in l or "level=warn" in l]
         retries = sum("Notify attempt failed" in l for l in errors)
         codes1 = metrics(mport) if mport else {}
-        agent_codes = {}
+        agent_codes, refused = {}, {}
         for k, v in codes1.items():
             m = re.match(r'alert_manager_agent_webhook_responses_total\{code="(\d+)"\}', k)
             if m and v - codes0.get(k, 0.0):
                 agent_codes[m.group(1)] = int(v - codes0.get(k, 0.0))
+            # Connections the webhook listener closed at once (its caps): Alertmanager retries each.
+            m = re.match(r'alert_manager_agent_connections_refused_total\{listener="webhook",reason="(\w+)"\}', k)
+            if m and v - codes0.get(k, 0.0):
+                refused[m.group(1)] = int(v - codes0.get(k, 0.0))
         return {
             "receiver": name, "groups": groups, "alerts": groups * 10, "posted_s": round(posted, 2),
             "wall_s": round(t1 - t0, 2), "complete": c[key] >= want, "counts_at_complete": c, "counts_after": after,
             "want": {key: want}, "am_cpu_s": round(am1 - am0, 3), "agent_cpu_s": round(ag1 - ag0, 3) if agent else None,
             "am_hwm_mib": mib(rss(am.pid, "VmHWM")), "am_log_errors": len(errors), "am_log_error_sample": errors[:3],
-            "am_failed_attempts": retries, "agent_responses": agent_codes, "timeout_s": timeout,
+            "am_failed_attempts": retries, "agent_responses": agent_codes, "agent_refused_connections": refused,
+            "timeout_s": timeout,
         }
     finally:
         stop(am)
@@ -577,6 +582,8 @@ def markdown(R):
             "pinned to core 1; all on 127.0.0.1. Every notification is a real Alertmanager webhook of 10 alerts "
             f"({R['setup']['notification_bytes']:,} bytes on average, every alert with its own labels and fingerprint); "
             f"the agent published envelopes of {R['setup']['envelope_bytes']:,} bytes on average.", ""]
+    if R.get("agent_env"):
+        out[-2] += f" Settings other than the defaults: `{' '.join(R['agent_env'])}`."
     if not R["setup"]["agent_ready"]:
         out[-2] += (" The null endpoint does not answer `GetTopicAttributes`, so the agent's `/readyz` stayed 503 "
                     "(it retries that check with backoff, at most one request every 10 s); the webhook does not wait "
@@ -664,7 +671,9 @@ def markdown(R):
             if r["am_failed_attempts"] or (r.get("agent_responses") and set(r["agent_responses"]) != {"200"}):
                 out += ["", f"Pair {k}, run {'A' if r is a else 'B'}: Alertmanager logged {r['am_failed_attempts']} failed "
                         "notify attempts (it retries them)" + (f"; the agent answered {', '.join(f'{v:,} × {k2}' for k2, v in sorted(r['agent_responses'].items()))}"
-                                                                if r.get("agent_responses") else "") + ".", ""]
+                                                                if r.get("agent_responses") else "")
+                        + (f"; the agent closed {', '.join(f'{v:,} connections at once ({k2})' for k2, v in sorted(r['agent_refused_connections'].items()))}"
+                           if r.get("agent_refused_connections") else "") + ".", ""]
     ratios = sorted(x["agent_over_am_sns"] for x in am["pairs"])
     out += ["", f"Agent / Alertmanager's SNS receiver, median pair: **{am['agent_over_am_sns']:.0%}** of the CPU "
             f"(the pairs ranged from {ratios[0]:.0%} to {ratios[-1]:.0%}; "
@@ -690,6 +699,9 @@ def main():
     a.add_argument("--results", help="write agent-load.json and agent-load.md here")
     a.add_argument("--plots", help="write the SVGs here (matplotlib)")
     a.add_argument("--quick", action="store_true", help="a short smoke run (about 40 s)")
+    a.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra setting for the agent (repeatable), e.g. MAX_CONNECTIONS_PER_CLIENT=1024 to see "
+                        "what a cap costs; make bench passes none, so it measures the defaults")
     args = a.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     q = args.quick
@@ -725,6 +737,8 @@ def main():
             env = {"PATH": os.environ["PATH"], "HOME": workdir, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
                    "AWS_SECRET_ACCESS_KEY": "y", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{null_port}",
                    "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "warn"}
+            env.update(kv.split("=", 1) for kv in args.agent_env)
+            R["agent_env"] = args.agent_env
             t_start = time.time()
             agent = spawn(["taskset", "-c", "0", args.agent, "--topic-arn", TOPIC, "--cluster", "bench",
                            "--listen", f"127.0.0.1:{listen}", "--metrics-listen", f"127.0.0.1:{mport}",
@@ -903,7 +917,9 @@ def main():
                     print(f"  alertmanager {r['receiver']}: {r['wall_s']} s, AM CPU {r['am_cpu_s']:.3f} s"
                           + (f", agent CPU {r['agent_cpu_s']:.3f} s" if r["agent_cpu_s"] is not None else "")
                           + f", counts {r['counts_after']}, failed notify attempts {r['am_failed_attempts']}"
-                          + (f", agent answered {r['agent_responses']}" if r["agent_responses"] else ""), file=sys.stderr)
+                          + (f", agent answered {r['agent_responses']}" if r["agent_responses"] else "")
+                          + (f", agent closed connections at once {r['agent_refused_connections']}"
+                             if r.get("agent_refused_connections") else ""), file=sys.stderr)
                 am_pairs.append({"sns": am_a, "webhook": am_b,
                                  "agent_over_am_sns": am_b["agent_cpu_s"] / am_a["am_cpu_s"] if am_a["am_cpu_s"] else float("inf"),
                                  "pipeline_over_am_sns": (am_b["agent_cpu_s"] + am_b["am_cpu_s"]) / am_a["am_cpu_s"]
