@@ -9,10 +9,12 @@ null SNS endpoint pinned to core 1, everything on 127.0.0.1):
 
   a. throughput against concurrency: wrk POSTs webhook notifications of 10
      alerts each (the real group fixture, every alert with its own labels and
-     fingerprint) for a few seconds per concurrency level; notifications/s and
-     alerts/s; the null endpoint's counts must equal 10 x the accepted
-     notifications (the agent answers 2xx only once SNS accepted them).
-     Saturation is the highest alerts/s.
+     fingerprint, and no alert sent twice: the agent would skip it as a retry)
+     for a few seconds per concurrency level; notifications/s and alerts/s;
+     the null endpoint's counts must equal 10 x the accepted notifications
+     (the agent answers 2xx only once SNS accepted them), and the agent must
+     not have skipped any alert as already published. Saturation is the
+     highest alerts/s.
   b. latency at half the saturation rate: wrk paced with its Lua delay() at a
      fixed rate; p50/p90/p99/p99.9 and the CDF; the same rate of
      PublishBatch-shaped requests straight to the null endpoint gives the
