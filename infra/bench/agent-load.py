@@ -9,10 +9,12 @@ null SNS endpoint pinned to core 1, everything on 127.0.0.1):
 
   a. throughput against concurrency: wrk POSTs webhook notifications of 10
      alerts each (the real group fixture, every alert with its own labels and
-     fingerprint) for a few seconds per concurrency level; notifications/s and
-     alerts/s; the null endpoint's counts must equal 10 x the accepted
-     notifications (the agent answers 2xx only once SNS accepted them).
-     Saturation is the highest alerts/s.
+     fingerprint, and no alert sent twice: the agent would skip it as a retry)
+     for a few seconds per concurrency level; notifications/s and alerts/s;
+     the null endpoint's counts must equal 10 x the accepted notifications
+     (the agent answers 2xx only once SNS accepted them), and the agent must
+     not have skipped any alert as already published. Saturation is the
+     highest alerts/s.
   b. latency at half the saturation rate: wrk paced with its Lua delay() at a
      fixed rate; p50/p90/p99/p99.9 and the CDF; the same rate of
      PublishBatch-shaped requests straight to the null endpoint gives the
@@ -56,6 +58,15 @@ WRK_LUA = r"""
 -- connection that is free takes the next slot; a backlog of more than 100 ms
 -- is dropped, so the achieved rate is lower when connections run out); RATE 0
 -- sends as fast as the server answers. done() prints JSON.
+--
+-- A body may hold the marker FP_MARK in place of the first 8 hex digits of
+-- each alert's fingerprint: every request then gets its own 8 hex digits
+-- there (BASE + the number of requests this run sent), so no request repeats
+-- an alert the agent has published already. The agent skips an alert whose
+-- id (fingerprint and startsAt) SNS accepted in the last 5 minutes, as a
+-- retry of the same notification, so round-robin copies of a few hundred
+-- bodies would be answered without publishing anything. Bodies without the
+-- marker are formatted once, up front.
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -74,14 +85,30 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local reqs, n, i, deadline, interval, next_t
+local reqs, parts, headers, path, base, n, i, deadline, interval, next_t
+local function split(line, mark)
+  local out, pos = {}, 1
+  while true do
+    local s, e = string.find(line, mark, pos, true)
+    if not s then out[#out + 1] = string.sub(line, pos); return out end
+    out[#out + 1] = string.sub(line, pos, s - 1)
+    pos = e + 1
+  end
+end
+
 function init(args)
-  local headers = {["Content-Type"] = args[3]}
+  headers = {["Content-Type"] = args[3]}
   if args[4] ~= "-" then headers["Authorization"] = args[4] end
-  reqs = {}
+  path = args[2]
+  base = tonumber(args[7])
+  reqs, parts = {}, {}
   local f = assert(io.open(args[1], "rb"))
   for line in f:lines() do
-    if #line > 0 then reqs[#reqs + 1] = wrk.format("POST", args[2], headers, line) end
+    if #line > 0 then
+      local p = split(line, "FP_MARK")
+      reqs[#reqs + 1] = #p == 1 and wrk.format("POST", path, headers, line) or false
+      parts[#parts + 1] = p
+    end
   end
   f:close()
   n = #reqs
@@ -96,7 +123,9 @@ function request()
   i = i + 1
   if i > n then i = 1 end
   sent = sent + 1
-  return reqs[i]
+  if reqs[i] then return reqs[i] end
+  local tag = string.format("%08x", (base + sent) % 4294967296)
+  return wrk.format("POST", path, headers, table.concat(parts[i], tag))
 end
 
 function delay()
@@ -265,11 +294,16 @@ def alert_of(base, n, i, group=None):
     return dict(t, labels=labels, annotations=ann, fingerprint=f"{n:08x}{i:08x}")
 
 
+FP_MARK = "FP_MARK"
+
+
 def notifications(count):
+    """Webhook bodies for wrk: each alert's fingerprint starts with FP_MARK, which the Lua replaces
+    with 8 hex digits of its own per request (see the Lua), and ends with the alert's index."""
     base = fixture()
     out = []
     for n in range(count):
-        b = dict(base, alerts=[alert_of(base, n, i) for i in range(10)])
+        b = dict(base, alerts=[dict(alert_of(base, n, i), fingerprint=f"{FP_MARK}{i:08x}") for i in range(10)])
         b["groupKey"] = f'{{}}/{{alertname="NodeFilesystemSpaceFillingUp"}}:{{n="{n}"}}'
         out.append(json.dumps(b, separators=(",", ":")))
     return out
@@ -341,18 +375,27 @@ def settle(port, want, key, deadline, limit=5.0):
         time.sleep(0.05)
 
 
+# The first fingerprint digits of the next wrk run (see FP_MARK in the Lua): every run starts past
+# the requests of the runs before it, so no two requests of one agent's life carry the same alert.
+next_fp_base = 1
+
+
 def run_wrk(lua, url, bodies, path, ctype, auth, conns, active, rate, grace, deadline):
+    global next_fp_base
     dur = int(math.ceil(active + grace))
     if dur + 15 > remaining(deadline):
         raise Failure("total time bound reached before a wrk run")
+    base = next_fp_base
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{dur}s", "--timeout", "10s", "-s", lua, url,
-           "--", bodies, path, ctype, auth or "-", str(active), str(rate)]
+           "--", bodies, path, ctype, auth or "-", str(active), str(rate), str(base)]
     cpu0 = children_cpu_s()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=dur + 15, stdin=subprocess.DEVNULL)
     line = next((l for l in p.stdout.splitlines() if l.startswith("WRKJSON ")), None)
     if p.returncode != 0 or line is None:
         raise Failure(f"wrk failed ({p.returncode}): {p.stdout[-1500:]}{p.stderr[-1500:]}")
     r = json.loads(line[len("WRKJSON "):])
+    # `sent` leaves out the request wrk asks for before the run; the margin covers it.
+    next_fp_base = base + r["sent"] + 16
     r["cpu_s"] = round(children_cpu_s() - cpu0, 3)
     r["connections"], r["active_s"], r["target_rate"] = conns, active, rate
     r["ok"] = r["requests"] - r["errors"]["status"]
@@ -456,17 +499,22 @@ def am_run(name, am_bin, receiver, groups, null_port, key, want, workdir, deadli
             errors = [l.strip() for l in f if "level=error" in l or "level=warn" in l]
         retries = sum("Notify attempt failed" in l for l in errors)
         codes1 = metrics(mport) if mport else {}
-        agent_codes = {}
+        agent_codes, refused = {}, {}
         for k, v in codes1.items():
             m = re.match(r'alert_manager_agent_webhook_responses_total\{code="(\d+)"\}', k)
             if m and v - codes0.get(k, 0.0):
                 agent_codes[m.group(1)] = int(v - codes0.get(k, 0.0))
+            # Connections the webhook listener closed at once (its caps): Alertmanager retries each.
+            m = re.match(r'alert_manager_agent_connections_refused_total\{listener="webhook",reason="(\w+)"\}', k)
+            if m and v - codes0.get(k, 0.0):
+                refused[m.group(1)] = int(v - codes0.get(k, 0.0))
         return {
             "receiver": name, "groups": groups, "alerts": groups * 10, "posted_s": round(posted, 2),
             "wall_s": round(t1 - t0, 2), "complete": c[key] >= want, "counts_at_complete": c, "counts_after": after,
             "want": {key: want}, "am_cpu_s": round(am1 - am0, 3), "agent_cpu_s": round(ag1 - ag0, 3) if agent else None,
             "am_hwm_mib": mib(rss(am.pid, "VmHWM")), "am_log_errors": len(errors), "am_log_error_sample": errors[:3],
-            "am_failed_attempts": retries, "agent_responses": agent_codes, "timeout_s": timeout,
+            "am_failed_attempts": retries, "agent_responses": agent_codes, "agent_refused_connections": refused,
+            "timeout_s": timeout,
         }
     finally:
         stop(am)
@@ -536,6 +584,8 @@ def markdown(R):
             "pinned to core 1; all on 127.0.0.1. Every notification is a real Alertmanager webhook of 10 alerts "
             f"({R['setup']['notification_bytes']:,} bytes on average, every alert with its own labels and fingerprint); "
             f"the agent published envelopes of {R['setup']['envelope_bytes']:,} bytes on average.", ""]
+    if R.get("agent_env"):
+        out[-2] += f" Settings other than the defaults: `{' '.join(R['agent_env'])}`."
     if not R["setup"]["agent_ready"]:
         out[-2] += (" The null endpoint does not answer `GetTopicAttributes`, so the agent's `/readyz` stayed 503 "
                     "(it retries that check with backoff, at most one request every 10 s); the webhook does not wait "
@@ -623,7 +673,9 @@ def markdown(R):
             if r["am_failed_attempts"] or (r.get("agent_responses") and set(r["agent_responses"]) != {"200"}):
                 out += ["", f"Pair {k}, run {'A' if r is a else 'B'}: Alertmanager logged {r['am_failed_attempts']} failed "
                         "notify attempts (it retries them)" + (f"; the agent answered {', '.join(f'{v:,} × {k2}' for k2, v in sorted(r['agent_responses'].items()))}"
-                                                                if r.get("agent_responses") else "") + ".", ""]
+                                                                if r.get("agent_responses") else "")
+                        + (f"; the agent closed {', '.join(f'{v:,} connections at once ({k2})' for k2, v in sorted(r['agent_refused_connections'].items()))}"
+                           if r.get("agent_refused_connections") else "") + ".", ""]
     ratios = sorted(x["agent_over_am_sns"] for x in am["pairs"])
     out += ["", f"Agent / Alertmanager's SNS receiver, median pair: **{am['agent_over_am_sns']:.0%}** of the CPU "
             f"(the pairs ranged from {ratios[0]:.0%} to {ratios[-1]:.0%}; "
@@ -649,6 +701,9 @@ def main():
     a.add_argument("--results", help="write agent-load.json and agent-load.md here")
     a.add_argument("--plots", help="write the SVGs here (matplotlib)")
     a.add_argument("--quick", action="store_true", help="a short smoke run (about 40 s)")
+    a.add_argument("--agent-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra setting for the agent (repeatable), e.g. MAX_CONNECTIONS_PER_CLIENT=1024 to see "
+                        "what a cap costs; make bench passes none, so it measures the defaults")
     args = a.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     q = args.quick
@@ -684,6 +739,8 @@ def main():
             env = {"PATH": os.environ["PATH"], "HOME": workdir, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
                    "AWS_SECRET_ACCESS_KEY": "y", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{null_port}",
                    "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "warn"}
+            env.update(kv.split("=", 1) for kv in args.agent_env)
+            R["agent_env"] = args.agent_env
             t_start = time.time()
             agent = spawn(["taskset", "-c", "0", args.agent, "--topic-arn", TOPIC, "--cluster", "bench",
                            "--listen", f"127.0.0.1:{listen}", "--metrics-listen", f"127.0.0.1:{mport}",
@@ -712,7 +769,8 @@ def main():
             url = f"http://127.0.0.1:{listen}/webhook"
             auth = f"Bearer {TOKEN}"
             # one request by hand first: a wrong token or body shows here plainly
-            s, body = http(url, data=bodies[0].encode(), headers={"Content-Type": "application/json", "Authorization": auth},
+            # (the first fingerprint digits 00000000 are not used by any wrk run: those start at 1)
+            s, body = http(url, data=bodies[0].replace(FP_MARK, "00000000").encode(), headers={"Content-Type": "application/json", "Authorization": auth},
                            timeout=30)
             if s != 200:
                 raise Failure(f"agent answered {s} {body[:300]!r}")
@@ -724,7 +782,7 @@ def main():
                           "null_sns": args.null_sns, "quick": q, "cpu": cpu, "cores": os.cpu_count(),
                           "kernel": platform.release(), "date": time.strftime("%Y-%m-%d"),
                           "alertmanager_version": m.group(1) if m else "?", "agent_ready": ready,
-                          "notification_bytes": round(sum(map(len, bodies)) / len(bodies)),
+                          "notification_bytes": round(sum(len(b.replace(FP_MARK, "0" * 8)) for b in bodies) / len(bodies)),
                           "alerts_per_notification": 10}
 
             # warm-up, not recorded
@@ -751,6 +809,13 @@ def main():
                 r["batch_entries"] = cnt["batch_entries"]
                 r["agent_200"] = metric(m1, "alert_manager_agent_webhook_responses_total", 'code="200"') - \
                     metric(m0, "alert_manager_agent_webhook_responses_total", 'code="200"')
+                # Should stay 0: every request carries new alerts. Anything else means the load repeats
+                # ids, and the agent answered those without publishing (a retry, to it).
+                r["already_published"] = metric(m1, "alert_manager_agent_alerts_already_published_total") - \
+                    metric(m0, "alert_manager_agent_alerts_already_published_total")
+                if r["already_published"]:
+                    R["broken"].append(f"c={c}: the agent skipped {r['already_published']:.0f} alerts as already "
+                                       "published: the load repeated alert ids")
                 r["agent_cpu_s"] = round(a1 - a0, 3)
                 r["null_cpu_s"] = round(n1 - n0, 3)
                 r["agent_cpu_util"] = (a1 - a0) / active
@@ -854,7 +919,9 @@ def main():
                     print(f"  alertmanager {r['receiver']}: {r['wall_s']} s, AM CPU {r['am_cpu_s']:.3f} s"
                           + (f", agent CPU {r['agent_cpu_s']:.3f} s" if r["agent_cpu_s"] is not None else "")
                           + f", counts {r['counts_after']}, failed notify attempts {r['am_failed_attempts']}"
-                          + (f", agent answered {r['agent_responses']}" if r["agent_responses"] else ""), file=sys.stderr)
+                          + (f", agent answered {r['agent_responses']}" if r["agent_responses"] else "")
+                          + (f", agent closed connections at once {r['agent_refused_connections']}"
+                             if r.get("agent_refused_connections") else ""), file=sys.stderr)
                 am_pairs.append({"sns": am_a, "webhook": am_b,
                                  "agent_over_am_sns": am_b["agent_cpu_s"] / am_a["am_cpu_s"] if am_a["am_cpu_s"] else float("inf"),
                                  "pipeline_over_am_sns": (am_b["agent_cpu_s"] + am_b["am_cpu_s"]) / am_a["am_cpu_s"]
