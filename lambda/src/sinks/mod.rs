@@ -18,6 +18,7 @@
 pub mod http;
 pub mod pagerduty;
 pub mod slack;
+pub mod slack_api;
 pub mod slack_app;
 pub mod sns;
 pub mod webhook;
