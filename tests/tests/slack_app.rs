@@ -15,7 +15,7 @@ use alert_manager_enricher::Enricher;
 use alert_manager_enricher::state::StateFailure;
 use alert_manager_tests::SlackApi;
 use sinks_support::{
-    ROUTES_PARAM, Stack, enricher_with_args, envelope, records, stack, state_store,
+    ROUTES_PARAM, Stack, enricher_with_args, envelope, pd_actions, records, stack, state_store,
 };
 
 const TABLE: &str = "alert-manager-state";
@@ -86,20 +86,6 @@ async fn app_enricher(s: &Stack, api: &SlackApi) -> Enricher {
     )
     .await
     .with_state(state_store(&s.config, TABLE, StateFailure::Deliver))
-}
-
-fn pd_actions(s: &Stack) -> Vec<String> {
-    s.pagerduty
-        .requests()
-        .iter()
-        .filter(|r| r.answered == 202)
-        .map(|r| {
-            r.json.as_ref().unwrap()["event_action"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use alert_manager_enricher::Enricher;
 use alert_manager_enricher::state::StateFailure;
 use alert_manager_tests::agent::receive_until;
 use alert_manager_tests::{Behavior, free_port};
-use sinks_support::{Stack, enricher, envelope, records, stack, state_store};
+use sinks_support::{Stack, enricher, envelope, pd_actions, records, stack, state_store};
 
 const TABLE: &str = "alert-manager-state";
 
@@ -87,18 +87,7 @@ async fn a_firing_delayed_past_its_resolve_is_stale_and_reaches_only_the_topics(
     assert!(late.failed_message_ids.is_empty(), "{late:?}");
     assert_eq!(late.counts.stale, 1);
 
-    let pd: Vec<String> = s
-        .pagerduty
-        .requests()
-        .iter()
-        .filter(|r| r.answered == 202)
-        .map(|r| {
-            r.json.as_ref().unwrap()["event_action"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let pd = pd_actions(&s);
     assert_eq!(pd, vec!["trigger", "resolve"], "nothing after the resolve");
     assert_eq!(accepted(&s.slack.requests(), 200), 2);
     assert_eq!(accepted(&s.webhook.requests(), 200), 2);
@@ -121,18 +110,7 @@ async fn a_firing_that_arrives_after_its_resolve_reaches_the_topic_marked_stale(
         let report = e.process(records(&[env]), Duration::from_secs(5)).await;
         assert!(report.failed_message_ids.is_empty(), "{report:?}");
     }
-    let pd: Vec<String> = s
-        .pagerduty
-        .requests()
-        .iter()
-        .filter(|r| r.answered == 202)
-        .map(|r| {
-            r.json.as_ref().unwrap()["event_action"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let pd = pd_actions(&s);
     assert_eq!(
         pd,
         vec!["resolve"],
@@ -176,18 +154,7 @@ async fn a_firing_refused_until_the_deadline_does_not_trigger_after_its_resolve(
     assert!(report.failed_message_ids.is_empty(), "{report:?}");
     assert_eq!(report.counts.stale, 1);
 
-    let pd: Vec<String> = s
-        .pagerduty
-        .requests()
-        .iter()
-        .filter(|r| r.answered == 202)
-        .map(|r| {
-            r.json.as_ref().unwrap()["event_action"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let pd = pd_actions(&s);
     assert_eq!(
         pd,
         vec!["resolve"],

@@ -235,6 +235,21 @@ pub fn envelope(name: &str, team: &str, status: Status) -> Envelope {
     }
 }
 
+/// The `event_action` of every event PagerDuty accepted, in order.
+pub fn pd_actions(s: &Stack) -> Vec<String> {
+    s.pagerduty
+        .requests()
+        .iter()
+        .filter(|r| r.answered == 202)
+        .map(|r| {
+            r.json.as_ref().unwrap()["event_action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 pub fn records(envs: &[&Envelope]) -> Vec<Record> {
     envs.iter()
         .enumerate()
