@@ -32,18 +32,21 @@ impl Deadline {
     }
 
     /// The deadline of a Lambda invocation, from the context's `deadline`
-    /// (epoch milliseconds), but at least `at_least` from now.
+    /// (epoch milliseconds); `unknown` from now when that is not in the future.
     ///
-    /// Real Lambda starts the clock when it hands the event over, so the
-    /// floor never applies there. The Runtime API emulator the tests use
-    /// (`cargo lambda watch` 1.9) sends a fixed `lambda-runtime-deadline-ms`
-    /// of 600000, ten minutes after the epoch, so there the floor always does.
-    pub fn from_epoch_millis(deadline_ms: u64, at_least: Duration) -> Deadline {
+    /// Real Lambda's deadline is always ahead, and is kept as it is, however
+    /// short: going past it gets the function killed. The Runtime API
+    /// emulator the tests use (`cargo lambda watch` 1.9) sends a fixed
+    /// `lambda-runtime-deadline-ms` of 600000, ten minutes after the epoch,
+    /// so there `unknown` applies.
+    pub fn from_epoch_millis(deadline_ms: u64, unknown: Duration) -> Deadline {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-        Deadline::within(left.max(at_least))
+        match deadline_ms.checked_sub(now_ms) {
+            Some(left) if left > 0 => Deadline::within(Duration::from_millis(left)),
+            _ => Deadline::within(unknown),
+        }
     }
 
     /// The same deadline, or an earlier one so that at most `cap` is left.
@@ -136,17 +139,20 @@ mod tests {
     }
 
     #[test]
-    fn a_lambda_deadline_in_the_past_gets_the_floor() {
-        let d = Deadline::from_epoch_millis(0, Duration::from_secs(3));
+    fn a_lambda_deadline_in_the_past_is_unknown_and_a_real_one_is_kept() {
+        let d = Deadline::from_epoch_millis(600_000, Duration::from_secs(3));
         assert!(d.remaining() > Duration::from_secs(2));
-        let far = std::time::SystemTime::now()
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_millis() as u64
-            + 60_000;
+            .as_millis() as u64;
         assert!(
-            Deadline::from_epoch_millis(far, Duration::from_secs(3)).remaining()
+            Deadline::from_epoch_millis(now + 60_000, Duration::from_secs(3)).remaining()
                 > Duration::from_secs(50)
         );
+        // A real deadline closer than `unknown` is the deadline: going past
+        // it gets the function killed by Lambda.
+        let close = Deadline::from_epoch_millis(now + 1_000, Duration::from_secs(3));
+        assert!(close.remaining() <= Duration::from_secs(1), "{close:?}");
     }
 }

@@ -32,6 +32,24 @@ pub struct Enrichment {
     /// and consumers that keep state should ignore it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Why people's sinks were not given this alert now: a maintenance
+    /// window of its route or of its instance. It reaches SNS with the
+    /// attribute `muted=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted: Option<Muted>,
+}
+
+/// A mute: what held the alert back from people's sinks, and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Muted {
+    /// What muted it: `route payments: mute_time_intervals weekend`,
+    /// `instance i-0abc: alert-manager.io/maintenance-until`.
+    pub reason: String,
+    /// When the mute ends, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// The sinks held back.
+    pub sinks: Vec<String>,
 }
 
 /// EC2 DescribeInstances data for the instance behind the alert.

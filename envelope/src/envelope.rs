@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::enrichment::{
     CloudWatchEnrichment, Ec2Enrichment, Enrichment, EnrichmentError, MetricPoint, MetricSummary,
+    Muted,
 };
 pub use crate::id::{derive_id, label_fingerprint};
 use crate::webhook::{Alert, WebhookMessage, deserialize_naming_path, json_path};

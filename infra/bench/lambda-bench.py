@@ -74,6 +74,11 @@ GOAL_INIT_MS = 15.0
 GOAL_INIT_RATIO = 10.0
 GOAL_RSS_MIB_AT_100 = 32.0
 GOAL_ZIP_MIB = 6.0
+GOAL_STATE_CPU_RATIO = 1.5
+
+STATE_TABLE = "alert-manager-state"
+STATE_ENV = {"STATE_TABLE": STATE_TABLE}
+STATE_ROUNDS = 3
 
 # What Python enrichment Lambdas do at init.
 PYTHON_BASELINE = (
@@ -280,8 +285,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def enricher_env(api, moto, bridge):
-    return {
+def enricher_env(api, moto, bridge, extra=None):
+    return (extra or {}) | {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}",
         "AWS_LAMBDA_FUNCTION_NAME": "enricher",
@@ -303,7 +308,7 @@ def enricher_env(api, moto, bridge):
 class Function:
     """One enricher process with its own Runtime API stand-in."""
 
-    def __init__(self, binary, moto, bridge, logdir, tag):
+    def __init__(self, binary, moto, bridge, logdir, tag, extra_env=None):
         self.api = RuntimeApi()
         threading.Thread(target=self.api.serve_forever, daemon=True).start()
         self.stdout_path = os.path.join(logdir, f"enricher-{tag}.stdout")
@@ -311,7 +316,7 @@ class Function:
         self.out = open(self.stdout_path, "wb")
         self.err = open(self.stderr_path, "wb")
         self.started_at = time.perf_counter()
-        self.proc = spawn([binary], env=enricher_env(self.api, moto, bridge), stdout=self.out, stderr=self.err,
+        self.proc = spawn([binary], env=enricher_env(self.api, moto, bridge, extra_env), stdout=self.out, stderr=self.err,
                           stdin=subprocess.DEVNULL)
         self.api.pid = self.proc.pid
         self.api.pid_set.set()
@@ -469,9 +474,10 @@ def seed(moto_url):
     return ids, q
 
 
-def envelope(i, ids, batch_tag, starts_at):
+def envelope(i, ids, batch_tag, starts_at, fingerprint_tag=0):
     return {"schema": "alert-manager/v1", "id": f"{batch_tag:08x}{i:024x}", "source": "alertmanager", "cluster": "prod",
-            "status": "firing", "alertname": f"HighCpu{i}", "severity": "critical", "fingerprint": f"{i:016x}",
+            "status": "firing", "alertname": f"HighCpu{i}", "severity": "critical",
+            "fingerprint": f"{fingerprint_tag:04x}{i:012x}",
             "starts_at": starts_at,
             "labels": {"alertname": f"HighCpu{i}", "severity": "critical", "namespace": "payments",
                        "instance": f"node-{i % INSTANCES}"},
@@ -479,16 +485,70 @@ def envelope(i, ids, batch_tag, starts_at):
             "aws": {"instance_id": ids[i % len(ids)], "region": REGION}, "truncated": False}
 
 
-def sqs_event(n, ids, batch_tag):
+def sqs_event(n, ids, batch_tag, fingerprint_tag=0):
     starts_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))
     records = []
     for i in range(n):
         records.append({"messageId": f"msg-{batch_tag}-{i}", "receiptHandle": "h",
-                        "body": json.dumps(envelope(i, ids, batch_tag, starts_at)),
+                        "body": json.dumps(envelope(i, ids, batch_tag, starts_at, fingerprint_tag)),
                         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
                         "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:alerts-raw", "awsRegion": REGION})
     return {"Records": records}
+
+
+def create_state_table(moto_url):
+    """The alert state table, with the key schema, billing mode and TTL of the
+    CloudFormation stack's StateTable (read from the template, as the tests do)."""
+    import yaml
+
+    class Template(yaml.SafeLoader):
+        pass
+
+    # !GetAtt, !Sub, ...: kept as plain values, only StateTable's properties are read.
+    Template.add_multi_constructor("!", lambda loader, suffix, node: None)
+    with open(os.path.join(ROOT, "infra", "cloudformation", "alert-manager.yaml")) as f:
+        props = yaml.load(f, Loader=Template)["Resources"]["StateTable"]["Properties"]
+    ddb = boto("dynamodb", moto_url)
+    indexes = {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if props.get("GlobalSecondaryIndexes") else {}
+    ddb.create_table(TableName=STATE_TABLE, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
+                     AttributeDefinitions=props["AttributeDefinitions"], **indexes)
+    ttl = props["TimeToLiveSpecification"]
+    ddb.update_time_to_live(TableName=STATE_TABLE, TimeToLiveSpecification={
+        "AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])})
+
+
+def measure_state(binary, moto, bridge, logdir, ids, rounds):
+    """100-record batches with and without the state store, interleaved in
+    `rounds` pairs of fresh processes: a cold batch, a warm one of 100 new
+    alerts, and (with the store) that warm batch again, as SQS redelivers it.
+    Each state batch's alerts are new to the table."""
+    plain, state = [], []
+    for k in range(rounds):
+        tag = 1000 + 10 * k
+        a, b = run_function(binary, moto, bridge, logdir, f"plain-{k}",
+                            [(100, sqs_event(100, ids, tag)), (100, sqs_event(100, ids, tag + 1))])
+        plain.append({"cold": a, "warm": b})
+        fresh = [sqs_event(100, ids, tag + 2, fingerprint_tag=tag + 2),
+                 sqs_event(100, ids, tag + 3, fingerprint_tag=tag + 3)]
+        c, d, e = run_function(binary, moto, bridge, logdir, f"state-{k}",
+                               [(100, fresh[0]), (100, fresh[1]), (100, fresh[1])], STATE_ENV)
+        state.append({"cold": c, "warm": d, "redelivered": e})
+
+    def median(runs, label, key="cpu_ms_schedstat"):
+        return round(statistics.median(r[label][key] for r in runs), 2)
+
+    out = {"rounds": rounds, "plain": plain, "state": state}
+    for label in ("cold", "warm"):
+        p, q = median(plain, label), median(state, label)
+        out[f"{label}_plain_cpu_ms"], out[f"{label}_state_cpu_ms"] = p, q
+        out[f"{label}_ratio"] = round(q / p, 2) if p else None
+    out["redelivered_state_cpu_ms"] = median(state, "redelivered")
+    first = state[0]
+    out["calls"] = {label: {a: first[label]["aws_calls"].get(a, 0)
+                            for a in ("BatchGetItem", "PutItem", "GetItem", "UpdateItem", "PublishBatch")}
+                    for label in ("cold", "warm", "redelivered")}
+    return out
 
 
 # ------------------------------------------------------------------ init
@@ -507,8 +567,8 @@ def python_baseline_once(python):
     return (float(r.stdout.strip()) - start) * 1000, (end - start) * 1000
 
 
-def rust_init_once(binary, moto, bridge, logdir, tag):
-    f = Function(binary, moto, bridge, logdir, tag)
+def rust_init_once(binary, moto, bridge, logdir, tag, extra_env=None):
+    f = Function(binary, moto, bridge, logdir, tag, extra_env)
     try:
         ms = f.init_ms()
         rss = proc_stat(f.proc.pid)["rss_kib"]
@@ -521,16 +581,21 @@ def rust_init_once(binary, moto, bridge, logdir, tag):
 
 def measure_init(binary, python, moto, bridge, logdir, runs):
     rust_init_once(binary, moto, bridge, logdir, "init-warmup")
+    rust_init_once(binary, moto, bridge, logdir, "init-state-warmup", STATE_ENV)
     python_baseline_once(python)
-    rust, rust_rss, py, py_exit = [], [], [], []
+    rust, rust_rss, py, py_exit, state = [], [], [], [], []
     for i in range(runs):
         ms, rss = rust_init_once(binary, moto, bridge, logdir, f"init-{i}")
         rust.append(round(ms, 3))
         rust_rss.append(rss)
+        ms, _ = rust_init_once(binary, moto, bridge, logdir, f"init-state-{i}", STATE_ENV)
+        state.append(round(ms, 3))
         ready, exited = python_baseline_once(python)
         py.append(round(ready, 3))
         py_exit.append(round(exited, 3))
     return {
+        "state_ms": state, "state_median_ms": round(statistics.median(state), 3),
+        "state_min_ms": min(state), "state_max_ms": max(state),
         "runs": runs, "warmup_discarded": 1,
         "rust_ms": rust, "rust_rss_after_init_kib": rust_rss,
         "python_ms": py, "python_exit_ms": py_exit,
@@ -565,9 +630,9 @@ def invocation_numbers(inv, records, actions, emf, response):
     return out
 
 
-def run_function(binary, moto, bridge, logdir, tag, events):
+def run_function(binary, moto, bridge, logdir, tag, events, extra_env=None):
     """A fresh process serving `events` in order; numbers per invocation."""
-    f = Function(binary, moto.url, bridge, logdir, tag)
+    f = Function(binary, moto.url, bridge, logdir, tag, extra_env)
     results = []
     try:
         f.init_ms()
@@ -835,6 +900,7 @@ def build_md(r):
     L.append("")
     L.append("![AWS calls per 100 alerts](bench/lambda-aws-calls.svg)")
     L.append("")
+    L.extend(state_md(r, debug))
     L.append("### Artifact")
     L.append("")
     L.append("| figure | value | goal | |")
@@ -871,6 +937,45 @@ def build_md(r):
             L.append(f"- {note}")
         L.append("")
     return "\n".join(L)
+
+
+def state_md(r, debug):
+    """The section on the alert state store: init, CPU and calls next to the
+    stateless enricher of the same run."""
+    st, init = r["state"], r["init"]
+    L = ["### With the alert state store", ""]
+    L.append(f"`STATE_TABLE` set (moto's DynamoDB, the table made from the stack's definition), the DynamoDB client "
+             f"built at init. Init: the same interleaved cold starts as above. CPU: {st['rounds']} pairs of fresh "
+             "processes, interleaved, each a cold batch of 100 alerts and a warm one of 100 new alerts; with the store "
+             "also the warm batch again (an SQS redelivery). Medians of the per-thread schedstat CPU. Calls: moto's "
+             "recorder, first round.")
+    L.append("")
+    L.append("| figure | without the store | with the store | ratio | goal | |")
+    L.append("|---|---:|---:|---:|---|---|")
+    sm = init["state_median_ms"]
+    ok = sm <= GOAL_INIT_MS
+    why = "" if ok else f" — {'debug build; ' if debug else ''}median {sm - GOAL_INIT_MS:.1f} ms over"
+    L.append(f"| init (median of {init['runs']}) | {init['rust_median_ms']:.1f} ms | {sm:.1f} ms | "
+             f"{sm / init['rust_median_ms']:.2f}× | ≤ {GOAL_INIT_MS:g} ms | {verdict(ok)}{why} |")
+    for label, name in (("cold", "CPU, 100-record batch, cold"), ("warm", "CPU, 100-record batch, warm")):
+        ratio = st[f"{label}_ratio"]
+        ok = ratio is not None and ratio <= GOAL_STATE_CPU_RATIO
+        why = "" if ok else f" — {ratio}× the stateless batch{' (debug build)' if debug else ''}"
+        L.append(f"| {name} | {st[f'{label}_plain_cpu_ms']:.1f} ms | {st[f'{label}_state_cpu_ms']:.1f} ms | "
+                 f"{ratio}× | ≤ {GOAL_STATE_CPU_RATIO:g}× | {verdict(ok)}{why} |")
+    L.append(f"| CPU, the warm batch redelivered | | {st['redelivered_state_cpu_ms']:.1f} ms | | | |")
+    L.append("")
+    L.append("| 100 alerts (100 records) | BatchGetItem | PutItem | GetItem | PublishBatch | goal | |")
+    L.append("|---|---:|---:|---:|---:|---|---|")
+    for label, name, reads, writes in (("cold", "new alerts, cold process", 1, 100),
+                                       ("warm", "new alerts, warm process", 1, 100),
+                                       ("redelivered", "the same batch again", 1, 0)):
+        c = st["calls"][label]
+        ok = c["BatchGetItem"] <= reads and c["PutItem"] + c["UpdateItem"] <= writes
+        L.append(f"| {name} | {c['BatchGetItem']} | {c['PutItem']} | {c['GetItem']} | {c['PublishBatch']} | "
+                 f"≤ {reads} read, ≤ {writes} writes | {verdict(ok)} |")
+    L.append("")
+    return L
 
 
 def plots(r, d):
@@ -976,7 +1081,7 @@ def main():
     p.add_argument("--python", default=sys.executable, help="python with boto3 for the baseline (default: this one)")
     a = p.parse_args()
     runs = a.runs or (5 if a.quick else 25)
-    budget = 120 if a.quick else 175
+    budget = 150 if a.quick else 240
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, on_term)
     signal.alarm(budget)
@@ -995,6 +1100,7 @@ def main():
         moto = Moto(workdir)
         bridge = Bridge(bridge_bin, moto.url, workdir)
         ids, queue_url = seed(moto.url)
+        create_state_table(moto.url)
 
         print(f"init: {runs} cold starts of the enricher and of the Python baseline, interleaved", file=sys.stderr)
         init = measure_init(binary, a.python, moto.url, bridge.url, workdir, runs)
@@ -1014,6 +1120,18 @@ def main():
             check_invocation(f"{b['records']}-record batch ({b['label']})", b, problems)
             print(f"  {b['records']:>3} {b['label']}: cpu {b['cpu_ms']} ms ({b['cpu_ms_schedstat']} ms), "
                   f"wall {b['wall_ms']} ms, VmHWM {b['peak_rss_mib']} MiB, calls {b['aws_calls']}", file=sys.stderr)
+        print(f"state store: {STATE_ROUNDS} rounds of 100-record batches with and without STATE_TABLE, interleaved",
+              file=sys.stderr)
+        state = measure_state(binary, moto, bridge.url, workdir, ids, STATE_ROUNDS)
+        for k, rnd in enumerate(state["state"]):
+            for label, b in rnd.items():
+                check_invocation(f"state round {k} {label}", b, problems)
+        for k, rnd in enumerate(state["plain"]):
+            for label, b in rnd.items():
+                check_invocation(f"plain round {k} {label}", b, problems)
+        print(f"  CPU cold {state['cold_plain_cpu_ms']} → {state['cold_state_cpu_ms']} ms ({state['cold_ratio']}×), "
+              f"warm {state['warm_plain_cpu_ms']} → {state['warm_state_cpu_ms']} ms ({state['warm_ratio']}×), "
+              f"calls {state['calls']}", file=sys.stderr)
         output = check_output(moto.url, queue_url)
         if not output["ok"]:
             problems.append(f"the enriched envelopes lack EC2 data, team or CPU points: {output['sample']}")
@@ -1061,11 +1179,12 @@ def main():
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_start": loadavg_start,
                         "loadavg_end": loadavg_end, "clk_tck": CLK_TCK},
             "goals": {"init_ms": GOAL_INIT_MS, "init_ratio": GOAL_INIT_RATIO, "rss_mib_at_100": GOAL_RSS_MIB_AT_100,
-                      "zip_mib": GOAL_ZIP_MIB},
+                      "zip_mib": GOAL_ZIP_MIB, "state_cpu_ratio": GOAL_STATE_CPU_RATIO},
             "init": init,
             "batches": batches,
             "enriched_output_check": output,
             "aws_calls_per_100": calls,
+            "state": state,
             "artifact": art,
             "notes": notes,
             "problems": problems,
@@ -1076,6 +1195,8 @@ def main():
             "init_ratio": init["ratio_python_over_rust"] >= GOAL_INIT_RATIO,
             "rss_at_100": cold["peak_rss_mib"] <= GOAL_RSS_MIB_AT_100,
             "zip": (art["zip_mib"] <= GOAL_ZIP_MIB) if art and art.get("zip_mib") is not None else None,
+            "state_init_ms": init["state_median_ms"] <= GOAL_INIT_MS,
+            "state_cpu": max(state["cold_ratio"] or 0, state["warm_ratio"] or 0) <= GOAL_STATE_CPU_RATIO,
         }
         signal.alarm(0)
         if a.plots:

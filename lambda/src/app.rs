@@ -24,9 +24,16 @@ pub enum Mode {
 /// Reads the command line and environment.
 pub fn mode(args: EnricherArgs) -> Mode {
     match &args.command {
-        Some(EnricherCommand::Route { config, envelope }) => {
-            Mode::Tool(route_dry_run(config, envelope))
-        }
+        Some(EnricherCommand::Route {
+            config,
+            envelope,
+            at,
+        }) => Mode::Tool(route_dry_run(
+            config,
+            envelope,
+            at.as_deref(),
+            args.maintenance_tag.trim(),
+        )),
         None => Mode::Lambda(Box::new(args)),
     }
 }
@@ -81,20 +88,29 @@ pub async fn init(args: EnricherArgs) -> Result<Enricher, Error> {
 }
 
 /// The `route` dry-run: loads a routing document and an envelope and says
-/// which routes match and which sinks would get it.
+/// which routes match, which sinks would get it at `at` (default now), and
+/// what mutes it.
 pub fn route_dry_run(
     config: &std::path::Path,
     envelope: &std::path::Path,
+    at: Option<&str>,
+    maintenance_tag: &str,
 ) -> Result<String, String> {
+    let at: jiff::Timestamp = match at {
+        None => jiff::Timestamp::now(),
+        Some(t) => t.parse().map_err(|e| {
+            format!("--at {t:?}: not an RFC 3339 time such as 2026-12-24T22:00:00Z: {e}")
+        })?,
+    };
     let text = std::fs::read_to_string(config)
         .map_err(|e| format!("{}: cannot read: {e}", config.display()))?;
     let table = RoutingTable::parse(&text)
         .map_err(|e| format!("{}: invalid routing document at {e}", config.display()))?;
     let body = std::fs::read_to_string(envelope)
         .map_err(|e| format!("{}: cannot read: {e}", envelope.display()))?;
-    let env = alert_envelope::Envelope::from_json(&body)
+    let mut env = alert_envelope::Envelope::from_json(&body)
         .map_err(|e| format!("{}: not an envelope: {e}", envelope.display()))?;
-    let decision = table.route(&env);
+    let decision = crate::maintenance::route(&table, &mut env, maintenance_tag, at);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -123,6 +139,28 @@ pub fn route_dry_run(
     }
     if decision.routes.is_empty() {
         let _ = writeln!(out, "  no route matched: default route");
+    }
+    let _ = writeln!(out, "at {at}:");
+    match &decision.muted {
+        None => {
+            let _ = writeln!(out, "  not muted");
+        }
+        Some(m) => {
+            let until = m
+                .until
+                .map_or_else(|| "no end within 400 days".to_string(), |t| t.to_string());
+            let _ = writeln!(
+                out,
+                "  MUTED by {}, until {until}; held back: {}",
+                m.reason,
+                m.sinks.join(", ")
+            );
+        }
+    }
+    if let Some(errors) = env.enrichment.as_ref().map(|e| &e.errors) {
+        for e in errors.iter().filter(|e| e.stage == "maintenance") {
+            let _ = writeln!(out, "  warning: {}", e.message);
+        }
     }
     let _ = writeln!(out, "sinks:");
     for sink in &decision.sinks {

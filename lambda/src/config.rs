@@ -105,13 +105,25 @@ pub struct EnricherArgs {
     /// a stand-in; `http://` is accepted).
     #[arg(long, env = "SLACK_API_URL", default_value = crate::sinks::slack_app::DEFAULT_API_URL)]
     pub slack_api_url: String,
+    /// EC2 tag whose value, an RFC 3339 time, mutes alerts about that
+    /// instance for people's sinks until then (SNS still gets them, marked
+    /// `muted`). Empty turns it off.
+    #[arg(long, env = "MAINTENANCE_TAG", default_value = crate::maintenance::DEFAULT_TAG)]
+    pub maintenance_tag: String,
+    /// The invocation time, in seconds, under a Runtime API emulator that
+    /// sends no real deadline (`cargo lambda watch` sends one in 1970; SAM
+    /// CLI sets this variable). Lambda's own deadline always wins.
+    #[arg(long, env = "AWS_LAMBDA_FUNCTION_TIMEOUT", default_value_t = 3)]
+    pub function_timeout_seconds: u64,
 }
 
 /// Tools of the enricher binary.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum EnricherCommand {
-    /// Dry-run of the routing: which routes match an envelope and which sinks
-    /// would get it. Exits 2 with the path of the bad field when the routing
+    /// Dry-run of the routing: which routes match an envelope, which sinks
+    /// would get it, and whether a maintenance window (a route's time
+    /// interval, or the instance's MAINTENANCE_TAG) mutes it, why and until
+    /// when. Exits 2 with the path of the bad field when the routing
     /// document is invalid. Use it in CI to test routing changes.
     Route {
         /// The routing document (YAML or JSON).
@@ -120,6 +132,10 @@ pub enum EnricherCommand {
         /// An envelope (JSON), e.g. one from docs/examples.
         #[arg(long)]
         envelope: std::path::PathBuf,
+        /// The time to route at, RFC 3339 (`2026-12-24T22:00:00+01:00`);
+        /// default now.
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
@@ -155,6 +171,10 @@ pub struct EnricherConfig {
     pub state: Option<StateConfig>,
     /// Slack Web API base URL.
     pub slack_api_url: String,
+    /// The EC2 tag of per-instance maintenance; empty: off.
+    pub maintenance_tag: String,
+    /// The invocation time when the Runtime API gives no real deadline.
+    pub unknown_deadline: Duration,
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -225,7 +245,18 @@ impl EnricherArgs {
                 ));
             }
         };
+        let maintenance_tag = self.maintenance_tag.trim().to_string();
+        if maintenance_tag.len() > 128 || maintenance_tag.starts_with("aws:") {
+            return Err(ConfigError::new(
+                "MAINTENANCE_TAG",
+                format!(
+                    "{maintenance_tag:?} cannot be an EC2 tag key you set (at most 128 characters, not aws:)"
+                ),
+            ));
+        }
         Ok(EnricherConfig {
+            unknown_deadline: Duration::from_secs(self.function_timeout_seconds.clamp(1, 900)),
+            maintenance_tag,
             slack_api_url,
             state,
             routes: routes_source(

@@ -11,13 +11,16 @@
 //!
 //! With the state store, a sink that already took an envelope is skipped,
 //! and a stale envelope goes to the SNS sinks only; each acceptance is
-//! recorded in the [`Ledger`] for the write after delivery.
+//! recorded in the [`Ledger`]. The batch is then delivered in parts of
+//! [`ALERTS_PER_PART`] alerts, and after each part the alerts it finished
+//! are written, so a crash mid-batch (Lambda's timeout, a lost host) repeats
+//! at most one part's deliveries on the redelivery, not the whole batch's.
 //!
 //! FIFO groups are delivered wave by wave (see [`crate::batch`]): after a
 //! record of a group failed, the group's later records are reported failed
 //! without being delivered, so a redelivery keeps their order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alert_aws::{Deadline, Failure, RetryStage};
 use alert_envelope::Envelope;
@@ -25,7 +28,21 @@ use alert_envelope::Envelope;
 use crate::batch::{Batch, FailedGroups};
 use crate::emf::Counts;
 use crate::sinks::{Outcome, Sink};
-use crate::state::Ledger;
+use crate::state::{Ledger, StateStore, key};
+
+/// Alerts per part of a batch when the state store is on: two SNS
+/// `PublishBatch` calls and three rounds of [`crate::sinks::http::HTTP_CONCURRENCY`]
+/// requests, so parts cost little more than the batch at once.
+pub const ALERTS_PER_PART: usize = 20;
+
+/// Where delivery writes down what the sinks took.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'a> {
+    /// The alert state store.
+    pub store: &'a StateStore,
+    /// The invocation's own deadline (delivery's ends a write reserve before it).
+    pub deadline: &'a Deadline,
+}
 
 /// What happened to a batch.
 #[derive(Debug, Default)]
@@ -56,13 +73,16 @@ struct SinkResult<'a> {
     outcome: Outcome,
 }
 
-/// Delivers every envelope of `batch` to the sinks it was routed to.
+/// Delivers every envelope of `batch` to the sinks it was routed to, and
+/// with a `checkpoint` writes each alert's state once all its envelopes of
+/// the batch had their delivery.
 pub async fn deliver(
     batch: &Batch,
     sinks: &Sinks,
     deadline: &Deadline,
     retry: &RetryStage,
     ledger: &mut Ledger,
+    checkpoint: Option<Checkpoint<'_>>,
     report: &mut BatchReport,
 ) {
     let mut failed_groups = FailedGroups::default();
@@ -70,29 +90,89 @@ pub async fn deliver(
         failed_groups.fail(refused.group.as_deref(), refused.wave);
         report.fail(&refused.message_id, || refused.error.clone());
     }
+    let mut unfinished = Unfinished::of(&batch.envelopes);
     for wave in 0..batch.wave_count() {
         let mut now: Vec<usize> = Vec::new();
+        let mut finished: Vec<String> = Vec::new();
         for i in (0..batch.envelopes.len()).filter(|&i| batch.waves[i] == wave) {
             if failed_groups.blocks(batch.groups[i].as_deref(), wave) {
                 held_back(batch, i, report);
+                finished.extend(unfinished.done(&batch.envelopes[i]));
             } else {
                 now.push(i);
             }
         }
-        let results = run(
-            &batch.envelopes,
-            &now,
-            sinks,
-            deadline,
-            retry,
-            ledger,
-            report,
-        )
-        .await;
-        for i in record(batch, &now, results, ledger, report) {
-            failed_groups.fail(batch.groups[i].as_deref(), wave);
+        let parts = match checkpoint {
+            Some(_) => parts(&batch.envelopes, &now, ALERTS_PER_PART),
+            None => vec![now],
+        };
+        for part in parts {
+            let results = run(
+                &batch.envelopes,
+                &part,
+                sinks,
+                deadline,
+                retry,
+                ledger,
+                report,
+            )
+            .await;
+            for i in record(batch, &part, results, ledger, report) {
+                failed_groups.fail(batch.groups[i].as_deref(), wave);
+            }
+            for &i in &part {
+                finished.extend(unfinished.done(&batch.envelopes[i]));
+            }
+            if let Some(c) = checkpoint {
+                let keys = std::mem::take(&mut finished);
+                c.store
+                    .after_delivery(ledger, &keys, batch, c.deadline, report)
+                    .await;
+            }
         }
     }
+}
+
+/// How many envelopes of each alert still wait for their delivery.
+struct Unfinished(HashMap<String, usize>);
+
+impl Unfinished {
+    fn of(envelopes: &[Envelope]) -> Unfinished {
+        let mut left = HashMap::new();
+        for env in envelopes {
+            *left.entry(key(env)).or_default() += 1;
+        }
+        Unfinished(left)
+    }
+
+    /// `env` had its delivery; answers its alert's key when that was the last.
+    fn done(&mut self, env: &Envelope) -> Option<String> {
+        let k = key(env);
+        let left = self.0.get_mut(&k)?;
+        *left = left.saturating_sub(1);
+        (*left == 0).then_some(k)
+    }
+}
+
+/// `indices` in parts of at most `alerts` alerts, every envelope of one
+/// alert in the part of its first, and the alerts in batch order.
+fn parts(envelopes: &[Envelope], indices: &[usize], alerts: usize) -> Vec<Vec<usize>> {
+    let mut by_alert: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut position: HashMap<String, usize> = HashMap::new();
+    for &i in indices {
+        let k = key(&envelopes[i]);
+        match position.get(&k) {
+            Some(&p) => by_alert[p].1.push(i),
+            None => {
+                position.insert(k.clone(), by_alert.len());
+                by_alert.push((k, vec![i]));
+            }
+        }
+    }
+    by_alert
+        .chunks(alerts.max(1))
+        .map(|chunk| chunk.iter().flat_map(|(_, i)| i.iter().copied()).collect())
+        .collect()
 }
 
 /// A FIFO record behind a failed one of its group: not delivered, failed.
@@ -241,4 +321,46 @@ fn record(
         }
     }
     retry_later.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use alert_envelope::{Source, Status};
+
+    fn env(fingerprint: &str) -> Envelope {
+        Envelope::new(
+            Source::Alertmanager,
+            "prod",
+            Status::Firing,
+            fingerprint.into(),
+            "2026-12-02T10:00:00Z".parse().unwrap(),
+            Default::default(),
+        )
+    }
+
+    #[test]
+    fn parts_keep_each_alert_whole_and_the_alerts_in_batch_order() {
+        let envs: Vec<Envelope> = ["a", "b", "a", "c", "d", "b"].map(env).into();
+        let all: Vec<usize> = (0..envs.len()).collect();
+        assert_eq!(
+            parts(&envs, &all, 2),
+            vec![vec![0, 2, 1, 5], vec![3, 4]],
+            "a and b in the first part, with their later envelopes"
+        );
+        assert_eq!(parts(&envs, &[3, 1], 1), vec![vec![3], vec![1]]);
+        assert!(parts(&envs, &[], 20).is_empty());
+    }
+
+    #[test]
+    fn an_alert_is_finished_with_the_delivery_of_its_last_envelope() {
+        let envs: Vec<Envelope> = ["a", "b", "a"].map(env).into();
+        let mut unfinished = Unfinished::of(&envs);
+        assert_eq!(unfinished.done(&envs[0]), None, "a has one more");
+        assert_eq!(unfinished.done(&envs[1]), Some("prod/b".to_string()));
+        assert_eq!(unfinished.done(&envs[2]), Some("prod/a".to_string()));
+        assert_eq!(unfinished.done(&env("z")), None, "not of this batch");
+    }
 }

@@ -47,6 +47,8 @@ pub struct Counts {
     pub skipped_already_delivered: u64,
     /// State store reads or writes that failed.
     pub state_errors: u64,
+    /// Envelopes held back from people's sinks by a maintenance window.
+    pub muted: u64,
     /// DescribeInstances calls.
     pub describe_instances_calls: u64,
     /// GetMetricData calls.
@@ -77,6 +79,7 @@ impl Counts {
             ("SkippedStale", self.skipped_stale),
             ("SkippedAlreadyDelivered", self.skipped_already_delivered),
             ("StateErrors", self.state_errors),
+            ("Muted", self.muted),
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),
             ("AwsCalls.GetMetricData", self.get_metric_data_calls),
             ("AwsCalls.PublishBatch", self.publish_batch_calls),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::Error;
 use crate::batch::Batch;
 use crate::config::EnricherConfig;
-use crate::deliver::{BatchReport, Sinks, deliver};
+use crate::deliver::{BatchReport, Checkpoint, Sinks, deliver};
 use crate::enrich::Enrichers;
 use crate::event::{self, Record};
 use crate::routes_source::Routes;
@@ -97,6 +97,12 @@ impl Enricher {
         event::response(kind, total, report)
     }
 
+    /// The invocation's one deadline, from the context's (epoch
+    /// milliseconds); take it before anything else.
+    pub fn deadline(&self, context_deadline_ms: u64) -> Deadline {
+        Deadline::from_epoch_millis(context_deadline_ms, self.config.unknown_deadline)
+    }
+
     /// Enriches and delivers `records` before `deadline`, reporting which failed.
     pub async fn process(
         &self,
@@ -116,14 +122,20 @@ impl Enricher {
         report.counts.get_metric_data_calls = enriched.get_metric_data_calls as u64;
 
         let (table, sinks) = self.routing(&deadline).await;
+        let now = jiff::Timestamp::now();
         for env in &mut batch.envelopes {
-            let decision = table.route(env);
+            let decision =
+                crate::maintenance::route(&table, env, &self.config.maintenance_tag, now);
             if !decision.routes.is_empty() {
                 tracing::debug!(id = %env.id, routes = ?decision.routes, sinks = ?decision.sinks, "routed");
             }
-            env.enrichment
-                .get_or_insert_with(Default::default)
-                .routed_to = decision.sinks;
+            if let Some(m) = &decision.muted {
+                report.counts.muted += 1;
+                tracing::info!(id = %env.id, alertname = %env.alertname, reason = %m.reason, until = ?m.until.map(|t| t.to_string()), held_back = ?m.sinks, "muted: not delivered to people's sinks now; SNS gets it with muted=true");
+            }
+            let enrichment = env.enrichment.get_or_insert_with(Default::default);
+            enrichment.routed_to = decision.sinks;
+            enrichment.muted = decision.muted;
         }
 
         let mut ledger = match &self.state {
@@ -144,21 +156,20 @@ impl Enricher {
         if self.state.is_some() {
             delivery_deadline = delivery_deadline.earlier(WRITE_RESERVE);
         }
-        let (retry, sinks) = (&self.retry, &sinks);
+        let checkpoint = self.state.as_ref().map(|store| Checkpoint {
+            store,
+            deadline: &deadline,
+        });
         deliver(
             &batch,
-            sinks,
+            &sinks,
             &delivery_deadline,
-            retry,
+            &self.retry,
             &mut ledger,
+            checkpoint,
             &mut report,
         )
         .await;
-        if let Some(state) = &self.state {
-            state
-                .after_delivery(ledger, &batch, &deadline, &mut report)
-                .await;
-        }
         report
     }
 

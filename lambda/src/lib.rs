@@ -24,6 +24,7 @@ pub mod emf;
 pub mod enrich;
 pub mod event;
 pub mod handler;
+pub mod maintenance;
 pub mod routes_source;
 pub mod routing;
 pub mod secrets;

@@ -1,7 +1,5 @@
 use std::process::ExitCode;
-use std::time::Duration;
 
-use alert_aws::Deadline;
 use alert_manager_enricher::app::{self, Mode};
 use alert_manager_enricher::config::EnricherArgs;
 use clap::Parser;
@@ -28,7 +26,7 @@ async fn run(args: EnricherArgs) -> Result<(), lambda_runtime::Error> {
     let enricher = &app::init(args).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         // The one deadline of the invocation, taken before anything else.
-        let deadline = Deadline::from_epoch_millis(event.context.deadline, Duration::from_secs(3));
+        let deadline = enricher.deadline(event.context.deadline);
         Ok::<_, lambda_runtime::Error>(enricher.handle(&event.payload, deadline).await?)
     }))
     .await

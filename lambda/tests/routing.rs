@@ -5,6 +5,7 @@
 
 use alert_envelope::{Envelope, Status};
 use alert_manager_enricher::routing::{Decision, Matcher, RoutingTable};
+use jiff::Timestamp;
 
 fn example() -> Envelope {
     let text = std::fs::read_to_string(concat!(
@@ -235,7 +236,10 @@ fn invalid_documents_name_the_field() {
 fn the_documented_example_is_valid_and_routes_as_its_comments_say() {
     let t = RoutingTable::parse(&example_routes()).unwrap();
     let env = example(); // team payments, resolved from the EC2 tag
-    let d = t.route(&env);
+    // A Wednesday, 11:00 in Berlin: no window mutes anything.
+    let office: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+    let d = t.route_at(&env, office);
+    assert_eq!(d.muted, None);
     assert_eq!(
         d.routes,
         vec!["all-to-topic", "payments-critical", "payments-rest"]
@@ -251,12 +255,64 @@ fn the_documented_example_is_valid_and_routes_as_its_comments_say() {
     );
     let mut watchdog = example();
     watchdog.alertname = "Watchdog".into();
-    assert_eq!(sinks(&t.route(&watchdog)), vec!["enriched"]);
+    assert_eq!(sinks(&t.route_at(&watchdog, office)), vec!["enriched"]);
     let mut resolved = env.clone();
     resolved.status = Status::Resolved;
     assert_eq!(
-        sinks(&t.route(&resolved)),
+        sinks(&t.route_at(&resolved, office)),
         vec!["enriched", "payments-pagerduty", "payments-slack"]
+    );
+
+    // Sunday 03:00 in Berlin, the patch window: only the SNS sinks get it.
+    let patching: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
+    let d = t.route_at(&env, patching);
+    assert_eq!(sinks(&d), vec!["enriched", "payments-topic"]);
+    let muted = d.muted.unwrap();
+    assert_eq!(muted.sinks, vec!["payments-pagerduty", "payments-slack"]);
+    assert_eq!(
+        muted.reason,
+        "route payments-critical: mute_time_intervals payments-patching"
+    );
+    assert_eq!(muted.until, Some("2026-12-06T03:00:00Z".parse().unwrap()));
+    // Saturday noon: critical pages, the Slack of the rest is off hours but
+    // payments-critical already gives payments-slack.
+    let saturday: Timestamp = "2026-12-05T11:00:00Z".parse().unwrap();
+    let d = t.route_at(&env, saturday);
+    assert_eq!(d.muted, None);
+    assert!(sinks(&d).contains(&"payments-pagerduty"));
+    // A warning on Saturday: the office-hours route holds Slack back until Monday 08:00.
+    let mut warning = env.clone();
+    warning.severity = alert_envelope::Severity::Warning;
+    let d = t.route_at(&warning, saturday);
+    assert_eq!(sinks(&d), vec!["enriched", "payments-topic"]);
+    let muted = d.muted.unwrap();
+    assert_eq!(muted.sinks, vec!["payments-slack"]);
+    assert_eq!(muted.until, Some("2026-12-07T07:00:00Z".parse().unwrap()));
+}
+
+#[test]
+fn time_interval_names_and_fields_are_checked_at_load() {
+    let (path, message) =
+        error("version: 1\nroutes:\n  - {sinks: [enriched], mute_time_intervals: [nights]}\n");
+    assert_eq!(path, "routes[0].mute_time_intervals[0]");
+    assert!(message.contains("nights"), "{message}");
+    let (path, _) = error(
+        "version: 1\ntime_intervals:\n  - {name: a, time_intervals: []}\n  - {name: a, time_intervals: []}\n",
+    );
+    assert_eq!(path, "time_intervals[1].name");
+    let (path, _) = error(
+        "version: 1\ntime_intervals:\n  - {name: a, time_intervals: [{times: [{start_time: '18:00', end_time: '08:00'}]}]}\n",
+    );
+    assert_eq!(path, "time_intervals[0].time_intervals[0].times[0]");
+    let (path, _) = error(
+        "version: 1\ntime_intervals:\n  - {name: a, time_intervals: [{weekdays: [someday]}]}\nroutes:\n  - {sinks: [enriched], active_time_intervals: [a]}\n",
+    );
+    assert_eq!(path, "time_intervals[0].time_intervals[0].weekdays[0]");
+    let (path, _) =
+        error("version: 1\ntime_intervals:\n  - {name: a, time_intervals: [{hours: [1]}]}\n");
+    assert!(
+        path.starts_with("time_intervals[0].time_intervals[0]"),
+        "{path}"
     );
 }
 
@@ -271,6 +327,7 @@ fn route_dry_run_prints_matches_and_sinks_and_exits_2_on_a_bad_document() {
     let out = std::process::Command::new(bin)
         .args(["route", "--config", routes, "--envelope"])
         .arg(&envelope)
+        .args(["--at", "2026-12-02T11:00:00+01:00"])
         .env_clear()
         .output()
         .unwrap();
@@ -290,6 +347,31 @@ fn route_dry_run_prints_matches_and_sinks_and_exits_2_on_a_bad_document() {
         text.contains("enriched (sns (ENRICHED_TOPIC_ARN))"),
         "{text}"
     );
+
+    assert!(text.contains("not muted"), "{text}");
+
+    // In the patch window: muted, by what, until when, what is held back.
+    let out = std::process::Command::new(bin)
+        .args(["route", "--config", routes, "--envelope"])
+        .arg(&envelope)
+        .args(["--at", "2026-12-06T03:00:00+01:00"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("MUTED by route payments-critical: mute_time_intervals payments-patching, until 2026-12-06T03:00:00Z; held back: payments-pagerduty, payments-slack"),
+        "{text}"
+    );
+    let out = std::process::Command::new(bin)
+        .args(["route", "--config", routes, "--envelope"])
+        .arg(&envelope)
+        .args(["--at", "next tuesday"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--at"));
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(

@@ -27,7 +27,16 @@ pub struct LambdaWatch {
     function: String,
     // Declared first, so dropped (killed) before the emulator it polls.
     process: Mutex<ChildGuard>,
+    /// How to start the function again, as a new execution environment.
+    command: FunctionCommand,
     _emulator: ChildGuard,
+}
+
+#[derive(Debug)]
+struct FunctionCommand {
+    binary: std::path::PathBuf,
+    package_dir: std::path::PathBuf,
+    envs: Vec<(String, String)>,
 }
 
 impl LambdaWatch {
@@ -58,30 +67,38 @@ impl LambdaWatch {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
-        // What cargo-lambda 1.9's watcher sets for a function it starts
-        // itself (crates/cargo-lambda-watch/src/watcher.rs): the per-function
-        // Runtime API path under `/.rt`, so that the function takes the
-        // invocations sent to its name. Not its AWS_LAMBDA_MAX_CONCURRENCY=1,
-        // which Lambda itself does not set and lambda_runtime warns about.
-        let mut cmd = Command::new(&binary);
-        cmd.env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "4096")
-            .envs(envs.iter().copied())
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt/{function}"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", function)
-            .current_dir(package_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let process = ChildGuard::spawn(function, cmd);
+        let command = FunctionCommand {
+            binary,
+            package_dir: package_dir.to_path_buf(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let process = command.spawn(port, function);
         LambdaWatch {
             port,
             function: function.to_string(),
             process: Mutex::new(process),
+            command,
             _emulator: emulator,
         }
+    }
+
+    /// SIGKILLs the function process, as Lambda ends an execution
+    /// environment at its timeout or a host fails: no response, nothing
+    /// flushed. Its invocation in flight is never answered.
+    pub fn kill_function(&self) {
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        process.signal("KILL");
+        let _ = process.wait_exit(Duration::from_secs(5));
+    }
+
+    /// Starts the function again (a new execution environment, init
+    /// included) polling the same emulator.
+    pub fn restart_function(&self) {
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        *process = self.command.spawn(self.port, &self.function);
     }
 
     /// The Runtime API (and invoke) port.
@@ -140,6 +157,30 @@ impl LambdaWatch {
         }
         serde_json::from_str(stdout.trim())
             .map_err(|e| format!("invoke output is not JSON ({e}): {stdout}"))
+    }
+}
+
+impl FunctionCommand {
+    /// The function process against the emulator on `port`, with what
+    /// cargo-lambda 1.9's watcher sets for a function it starts itself
+    /// (crates/cargo-lambda-watch/src/watcher.rs): the per-function Runtime
+    /// API path under `/.rt`, so that the function takes the invocations
+    /// sent to its name. Not its AWS_LAMBDA_MAX_CONCURRENCY=1, which Lambda
+    /// itself does not set and lambda_runtime warns about.
+    fn spawn(&self, port: u16, function: &str) -> ChildGuard {
+        let mut cmd = Command::new(&self.binary);
+        cmd.env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "4096")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt/{function}"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", function)
+            .current_dir(&self.package_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        ChildGuard::spawn(function, cmd)
     }
 }
 

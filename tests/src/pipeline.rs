@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use crate::agent::{AGENT_TOKEN, AgentProcess};
 use crate::{
     Alertmanager, CloudWatchBridge, LambdaWatch, MockKubeApi, MotoServer, PagerDutyReceiver,
-    REGION, SlackReceiver, WebhookReceiver, workspace_root,
+    REGION, SlackApi, SlackReceiver, WebhookReceiver, workspace_root,
 };
 
 /// The function name the emulator serves: the enricher's binary name.
@@ -41,6 +41,12 @@ pub const POD: &str = "checkout-7d9f8b6c5-x2k4p";
 pub const HMAC_KEY: &str = "whsec-pipeline-3c1d0f9a8b7e6d5c";
 /// PagerDuty routing key (kept in Secrets Manager).
 pub const PD_KEY: &str = "PIPELINEKEY0123456789abcdefABCDE";
+/// The Slack app's bot token (kept in Secrets Manager).
+pub const SLACK_BOT_TOKEN: &str = "xoxb-pipeline-7d1e2f3a4b5c6d7e8f9a";
+/// The Slack app's channel: (id, name).
+pub const SLACK_CHANNEL: (&str, &str) = ("C0PAYMENTS1", "payments-alerts");
+/// The alert state table, with `state`.
+pub const STATE_TABLE: &str = "alert-manager-state";
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -62,6 +68,10 @@ pub struct PipelineOptions {
     /// Route the agent's AWS traffic through a [`TcpProxy`], so SNS can be
     /// taken away from it (and given back) without losing moto's state.
     pub agent_via_proxy: bool,
+    /// The alert state store (`STATE_TABLE`, the table made from the
+    /// stack's definition) and, with `sinks`, a Slack app sink against the
+    /// Web API stand-in, whose messages are updated in place.
+    pub state: bool,
 }
 
 impl Default for PipelineOptions {
@@ -75,6 +85,7 @@ impl Default for PipelineOptions {
             lambda_env: Vec::new(),
             agent_env: Vec::new(),
             agent_via_proxy: false,
+            state: false,
         }
     }
 }
@@ -324,6 +335,8 @@ pub struct Pipeline {
     pub pagerduty: Option<PagerDutyReceiver>,
     /// Webhook stand-in (verifies the signature).
     pub webhook: Option<WebhookReceiver>,
+    /// Slack Web API stand-in, with `state` and `sinks`.
+    pub slack_app: Option<SlackApi>,
     /// Alertmanager, when enabled.
     pub alertmanager: Option<Alertmanager>,
     /// The token file Alertmanager reads, and the kubeconfig.
@@ -443,7 +456,7 @@ impl Pipeline {
         )
         .await;
 
-        let (mut slack, mut pagerduty, mut webhook) = (None, None, None);
+        let (mut slack, mut pagerduty, mut webhook, mut slack_app) = (None, None, None, None);
         let mut lambda_env: Vec<(String, String)> = vec![
             ("ENRICHED_TOPIC_ARN".into(), enriched_topic.clone()),
             ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
@@ -453,6 +466,11 @@ impl Pipeline {
             ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
             ("RUST_LOG".into(), "info".into()),
         ];
+        if options.state {
+            progress("creating the alert state table (DynamoDB) from the stack's definition");
+            moto.create_state_table(STATE_TABLE).await;
+            lambda_env.push(("STATE_TABLE".into(), STATE_TABLE.into()));
+        }
         if options.sinks {
             progress(
                 "starting the Slack, PagerDuty and signed-webhook stand-ins; secrets into Secrets Manager and SSM",
@@ -487,8 +505,23 @@ impl Pipeline {
                     .send()
                     .await,
             );
-            lambda_env.push(("ROUTES".into(), routes(&p.url(), &w.url())));
-            (slack, pagerduty, webhook) = (Some(s), Some(p), Some(w));
+            let app = match options.state {
+                true => Some(SlackApi::start(SLACK_BOT_TOKEN, &[SLACK_CHANNEL]).await),
+                false => None,
+            };
+            if let Some(app) = &app {
+                check(
+                    "slack bot secret",
+                    sm.create_secret()
+                        .name("alert-manager/slack-bot")
+                        .secret_string(SLACK_BOT_TOKEN)
+                        .send()
+                        .await,
+                );
+                lambda_env.push(("SLACK_API_URL".into(), app.url()));
+            }
+            lambda_env.push(("ROUTES".into(), routes(&p.url(), &w.url(), app.is_some())));
+            (slack, pagerduty, webhook, slack_app) = (Some(s), Some(p), Some(w), app);
         }
         lambda_env.extend(options.lambda_env.iter().cloned());
 
@@ -544,6 +577,7 @@ impl Pipeline {
             slack,
             pagerduty,
             webhook,
+            slack_app,
             alertmanager,
             dir,
             started: Instant::now(),
@@ -579,8 +613,8 @@ pub fn pod_alert(name: &str, severity: &str, ends_at: Option<&str>) -> Value {
     a
 }
 
-fn routes(pagerduty: &str, webhook: &str) -> String {
-    json!({
+fn routes(pagerduty: &str, webhook: &str, slack_app: bool) -> String {
+    let mut doc = json!({
         "version": 1,
         "sinks": {
             "payments-slack": {"type": "slack", "webhook_url": {"secret": "alert-manager/slack"}, "allow_http": true},
@@ -591,8 +625,17 @@ fn routes(pagerduty: &str, webhook: &str) -> String {
             {"name": "everything-to-topic", "sinks": ["enriched"], "continue": true},
             {"name": "payments", "match": {"team": "payments"}, "sinks": ["payments-slack", "payments-pd", "audit"]},
         ],
-    })
-    .to_string()
+    });
+    if slack_app {
+        doc["sinks"]["payments-slack-app"] = json!({"type": "slack_app", "bot_token": {"secret": "alert-manager/slack-bot"}, "channel": SLACK_CHANNEL.1});
+        doc["routes"][1]["sinks"] = json!([
+            "payments-slack",
+            "payments-slack-app",
+            "payments-pd",
+            "audit"
+        ]);
+    }
+    doc.to_string()
 }
 
 /// Alerts go to the agent; alerts labelled `cut="true"` go through a second

@@ -82,6 +82,12 @@ pub enum Behavior {
         /// The `Retry-After` value, in seconds.
         retry_after_secs: u64,
     },
+    /// Like [`Behavior::Ok`], answered after this pause: a healthy but slow
+    /// receiver.
+    Slow {
+        /// The pause before the answer, in milliseconds.
+        millis: u64,
+    },
     /// Hold the request open without answering until the client gives up, the
     /// receiver is dropped, or [`HANG_CAP`] passes (then 503). Recorded at
     /// arrival with `answered: 0`.
@@ -392,6 +398,10 @@ async fn handle<A: Api>(State(shared): State<Arc<Shared<A>>>, req: Request) -> R
     } else {
         match shared.next_behavior() {
             Behavior::Ok => shared.api.accept(&incoming),
+            Behavior::Slow { millis } => {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                shared.api.accept(&incoming)
+            }
             Behavior::Status(code) => shared
                 .api
                 .status(code)

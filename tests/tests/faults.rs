@@ -14,10 +14,26 @@ use alert_envelope::Envelope;
 use alert_manager_tests::Behavior;
 use alert_manager_tests::agent::{AGENT_TOKEN, receive_until};
 use alert_manager_tests::free_port;
-use alert_manager_tests::pipeline::{Pipeline, PipelineOptions, pod_alert};
+use alert_manager_tests::pipeline::{Pipeline, PipelineOptions, STATE_TABLE, pod_alert};
 use serde_json::{Value, json};
 
 fn quiet(_: &str) {}
+
+/// Items in the pipeline's alert state table.
+async fn state_items(p: &Pipeline) -> usize {
+    let client = aws_sdk_dynamodb::Client::new(&p.config);
+    let mut pages = client
+        .scan()
+        .table_name(STATE_TABLE)
+        .select(aws_sdk_dynamodb::types::Select::Count)
+        .into_paginator()
+        .send();
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += page.unwrap().count as usize;
+    }
+    count
+}
 
 fn key(e: &Envelope) -> String {
     format!(
@@ -56,7 +72,9 @@ async fn metric(p: &Pipeline, line_prefix: &str) -> f64 {
 /// → raw topic → SQS inbox → poller → enricher → enriched topic → final
 /// queue), with SNS unreachable for the agent for 30 s mid-run (a TCP proxy
 /// in front of moto refuses its connections, so moto keeps its state) and the
-/// agent SIGKILLed and restarted during the outage.
+/// agent SIGKILLed and restarted during the outage, with the alert state
+/// store on (every alert's state written, duplicates within the enricher
+/// skipped).
 ///
 /// The final queue is drained while the alerts flow, as a subscriber drains
 /// it. Groups of 100 come every `PACE`, so the outage starts and ends with
@@ -74,6 +92,7 @@ async fn sns_outage_and_agent_crash_lose_nothing() {
         agent_via_proxy: true,
         // Below Alertmanager's 10 s notify timeout, so a 503 reaches it before it gives up.
         agent_env: vec![("PUBLISH_DEADLINE_SECONDS".into(), "8".into())],
+        state: true,
         ..PipelineOptions::default()
     };
     let mut p = Pipeline::start(options, &quiet).await;
@@ -142,8 +161,9 @@ async fn sns_outage_and_agent_crash_lose_nothing() {
     let lost: Vec<_> = want.difference(&arrived).collect();
     let duplicates = got.len() - arrived.len();
     let stats = p.poller.stats();
+    let states = state_items(&p).await;
     println!(
-        "2,000 alerts, SNS unreachable for the agent for {:.0} s, one agent SIGKILL: {} reached the final queue after {:.0} s, {} lost, {duplicates} duplicates ({} enricher invocations, {} inbox messages handled)",
+        "2,000 alerts, SNS unreachable for the agent for {:.0} s, one agent SIGKILL, the state store on: {} reached the final queue after {:.0} s, {} lost, {duplicates} duplicates ({} enricher invocations, {} inbox messages handled, {states} alert states written)",
         outage_len.as_secs_f64(),
         arrived.len(),
         started.elapsed().as_secs_f64(),
@@ -166,6 +186,7 @@ async fn sns_outage_and_agent_crash_lose_nothing() {
         "every alert in the final queue went through the enricher"
     );
     assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    assert_eq!(states, 2000, "one state per alert in the store");
     // The restarted agent lived through part of the outage: it failed to
     // publish (503 to Alertmanager), then published once SNS came back.
     let failures = metric(&p, "alert_manager_agent_publish_failures_total").await;

@@ -1,20 +1,27 @@
 //! The alert state store against moto's DynamoDB (whose conditional writes
 //! are real), with the table made from the CloudFormation template's
 //! definition: once per sink across redeliveries, the stale rule, the store
-//! down, concurrent writers, and the call budget.
+//! down, concurrent writers, the call budget, and a SIGKILL mid-batch.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod sinks_support;
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use alert_envelope::{Envelope, Status};
 use alert_manager_enricher::Enricher;
+use alert_manager_enricher::deliver::ALERTS_PER_PART;
 use alert_manager_enricher::state::StateFailure;
 use alert_manager_tests::agent::receive_until;
-use alert_manager_tests::{Behavior, free_port};
-use sinks_support::{Stack, enricher, envelope, pd_actions, records, stack, state_store};
+use alert_manager_tests::pipeline::FUNCTION;
+use alert_manager_tests::{Behavior, LambdaWatch, REGION, free_port, workspace_root};
+use serde_json::json;
+use sinks_support::{
+    ROUTES_PARAM, Stack, enricher, envelope, pd_actions, recorded_deliveries, records, sqs_event,
+    stack, state_store,
+};
 
 const TABLE: &str = "alert-manager-state";
 
@@ -252,4 +259,106 @@ async fn a_100_record_batch_costs_one_read_and_one_write_per_changed_alert() {
         0,
         "the enriched topic already has them"
     );
+}
+
+/// Scenario 6: the enricher under `cargo lambda watch`, SIGKILLed in the
+/// middle of a 100-record batch (Lambda's timeout, a lost host), then the
+/// batch redelivered to a new execution environment. The store is written
+/// after each part of the batch, so what repeats is what was in flight:
+/// accepted by a sink and not yet written at the kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkill_mid_batch_repeats_only_the_deliveries_in_flight() {
+    const ALERTS: usize = 100;
+    let s = stack().await;
+    s.moto.create_state_table(TABLE).await;
+    let endpoint = s.moto.endpoint();
+    let env = [
+        ("ENRICHED_TOPIC_ARN", s.topic.as_str()),
+        ("ROUTES_SSM_PARAMETER", ROUTES_PARAM),
+        ("STATE_TABLE", TABLE),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("RUST_LOG", "warn"),
+        // The emulator sends no real deadline; a Lambda timeout of one minute.
+        ("AWS_LAMBDA_FUNCTION_TIMEOUT", "60"),
+    ];
+    let watch = LambdaWatch::start(&workspace_root().join("lambda"), FUNCTION, &env).await;
+    let envs: Vec<Envelope> = (0..ALERTS)
+        .map(|i| envelope(&format!("Crash{i:03}"), "payments", Status::Firing))
+        .collect();
+    let event = sqs_event(&envs);
+    // A slow webhook receiver, so the batch takes seconds.
+    s.webhook.set_behavior(Behavior::Slow { millis: 100 });
+
+    let invocation = {
+        let (watch, event) = (&watch, event.clone());
+        async move { watch.invoke(FUNCTION, &event).await }
+    };
+    let killer = async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while accepted(&s.webhook.requests(), 200) < ALERTS / 2 {
+            assert!(Instant::now() < deadline, "the batch did not get halfway");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        watch.kill_function();
+    };
+    let (killed, ()) = tokio::join!(invocation, killer);
+    assert!(
+        killed.is_err(),
+        "the killed invocation answered: {killed:?}"
+    );
+
+    let sinks = ["team-slack", "team-pd", "audit"];
+    let at_kill = [
+        accepted(&s.slack.requests(), 200),
+        accepted(&s.pagerduty.requests(), 202),
+        accepted(&s.webhook.requests(), 200),
+    ];
+    let recorded = recorded_deliveries(&s, TABLE, &sinks).await;
+    let in_flight: Vec<usize> = at_kill
+        .iter()
+        .zip(&recorded)
+        .map(|(a, r)| a.saturating_sub(*r))
+        .collect();
+
+    watch.restart_function();
+    let redelivered = watch
+        .invoke(FUNCTION, &event)
+        .await
+        .expect("the redelivery");
+    assert_eq!(redelivered["batchItemFailures"], json!([]), "{redelivered}");
+
+    let totals = [
+        accepted(&s.slack.requests(), 200),
+        accepted(&s.pagerduty.requests(), 202),
+        accepted(&s.webhook.requests(), 200),
+    ];
+    let ids: BTreeSet<String> = s
+        .webhook
+        .requests()
+        .iter()
+        .filter(|r| r.answered == 200)
+        .filter_map(|r| r.header("X-Alert-Id").map(String::from))
+        .collect();
+    assert_eq!(ids.len(), ALERTS, "every envelope reached the webhook");
+    for (i, sink) in sinks.iter().enumerate() {
+        assert!(totals[i] >= ALERTS, "{sink}: {} of {ALERTS}", totals[i]);
+        let duplicates = totals[i] - ALERTS;
+        println!(
+            "{sink}: {} accepted at the kill, {} of them written to the store, {} in flight; {duplicates} duplicates after the redelivery",
+            at_kill[i], recorded[i], in_flight[i]
+        );
+        assert!(
+            duplicates <= in_flight[i],
+            "{sink}: {duplicates} duplicates, {} in flight",
+            in_flight[i]
+        );
+        assert!(
+            in_flight[i] <= ALERTS_PER_PART,
+            "{sink}: {} deliveries were not yet written at the kill; the store is written every {ALERTS_PER_PART} alerts",
+            in_flight[i]
+        );
+    }
 }

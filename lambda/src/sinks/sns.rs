@@ -112,5 +112,8 @@ fn attributes(env: &Envelope) -> MessageAttributes {
     if env.enrichment.as_ref().is_some_and(|e| e.stale) {
         let _ = attributes.insert("stale", "true");
     }
+    if env.enrichment.as_ref().is_some_and(|e| e.muted.is_some()) {
+        let _ = attributes.insert("muted", "true");
+    }
     attributes
 }

@@ -116,6 +116,20 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The entries of `keys` with changes to write, taken out of the ledger;
+    /// none when the store could not be read.
+    pub(super) fn take(&mut self, keys: &[String]) -> Vec<(String, Entry)> {
+        if !self.on() {
+            return Vec::new();
+        }
+        keys.iter()
+            .filter_map(|k| self.entries.remove_entry(k))
+            .filter(|(_, e)| !e.changes.is_empty())
+            .collect()
+    }
+}
+
 /// A stored item as an entry; an expired one (TTL deletes late) counts as
 /// no state, but keeps its version for the conditional write.
 pub(super) fn entry_of(stored: Stored, now_s: i64) -> Entry {

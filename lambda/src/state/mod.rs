@@ -4,14 +4,16 @@
 //!
 //! Per batch: one consistent `BatchGetItem` per 100 distinct alerts before
 //! delivery, and one conditional `PutItem` per alert whose state changed
-//! after it, covering all its sinks. The write compares the version read:
+//! once all its envelopes had their delivery, covering all its sinks. The write compares the version read:
 //! when another invocation wrote in between, the item is read again, this
 //! batch's changes are applied to it, and the write is tried again, so
 //! neither invocation's deliveries are forgotten.
 //!
 //! A delivery is recorded after the sink accepted it. A crash between the
 //! two (Lambda killed at its timeout, or a host failure) can still deliver
-//! that envelope again: the window is the envelopes in flight at the crash.
+//! that envelope again: the window is the envelopes in flight at the crash,
+//! at most one part of the batch ([`crate::deliver::ALERTS_PER_PART`]
+//! alerts), because each part's alerts are written before the next part.
 //!
 //! When the store cannot be read or written (throttled, unreachable,
 //! denied), the batch is delivered as without a store, at least once: the
@@ -175,15 +177,23 @@ impl StateStore {
     }
 
     /// Writes every alert whose state changed: one conditional `PutItem` each.
-    pub async fn save(&self, ledger: Ledger, deadline: &Deadline) -> Saved {
+    pub async fn save(&self, mut ledger: Ledger, deadline: &Deadline) -> Saved {
+        let keys: Vec<String> = ledger.entries.keys().cloned().collect();
+        self.save_alerts(&mut ledger, &keys, deadline).await
+    }
+
+    /// Writes the alerts `keys` whose state changed, one conditional
+    /// `PutItem` each, and forgets them: delivery is done with them.
+    pub async fn save_alerts(
+        &self,
+        ledger: &mut Ledger,
+        keys: &[String],
+        deadline: &Deadline,
+    ) -> Saved {
         let mut saved = Saved::default();
-        if !ledger.on() {
-            return saved;
-        }
         let writes = ledger
-            .entries
+            .take(keys)
             .into_iter()
-            .filter(|(_, e)| !e.changes.is_empty())
             .map(|(key, entry)| async move {
                 let result = self.write(&key, entry, deadline).await;
                 (key, result)

@@ -1,6 +1,6 @@
 //! The store's two steps in an invocation: before delivery (read, judge
-//! each envelope in batch order, mark the stale ones), and after it (write
-//! what changed).
+//! each envelope in batch order, mark the stale ones), and after each part
+//! of it (write what changed for the alerts it finished).
 
 use alert_envelope::{EnrichmentError, Envelope};
 
@@ -58,16 +58,18 @@ impl StateStore {
         }
     }
 
-    /// Writes what delivery changed. A failed write is logged and counted;
-    /// with `STATE_FAILURE=retry` the alert's records also fail.
+    /// Writes what delivery changed for the alerts `keys`, whose envelopes
+    /// in this batch have all had their delivery. A failed write is logged
+    /// and counted; with `STATE_FAILURE=retry` the alert's records also fail.
     pub async fn after_delivery(
         &self,
-        ledger: Ledger,
+        ledger: &mut Ledger,
+        keys: &[String],
         batch: &Batch,
         deadline: &Deadline,
         report: &mut BatchReport,
     ) {
-        let saved = self.save(ledger, deadline).await;
+        let saved = self.save_alerts(ledger, keys, deadline).await;
         report.counts.put_item_calls += saved.write_calls;
         report.counts.state_errors += saved.failed.len() as u64;
         if saved.conflicts > 0 {

@@ -42,7 +42,11 @@ async fn demo() -> ExitCode {
         "alert-manager demo: Alertmanager → agent → SNS → SQS → enricher Lambda → enriched topic\n"
     );
     println!("Starting (all on 127.0.0.1):");
-    let p = Pipeline::start(PipelineOptions::default(), &step).await;
+    let options = PipelineOptions {
+        state: true,
+        ..PipelineOptions::default()
+    };
+    let p = Pipeline::start(options, &step).await;
     let sqs = p.sqs();
 
     println!("\nWarming up the path end to end with one alert (first connections, caches)...");
@@ -108,8 +112,12 @@ async fn demo() -> ExitCode {
         );
     }
     if let Some(slack) = &p.slack {
-        println!("Slack stand-in: {} message(s)", slack.messages().len());
+        println!(
+            "Slack incoming-webhook stand-in: {} message(s)",
+            slack.messages().len()
+        );
     }
+    slack_app_messages(&p, "posted", 0).await;
     if let Some(hook) = &p.webhook {
         println!(
             "Signed webhook stand-in: {} verified deliveries",
@@ -146,8 +154,56 @@ async fn demo() -> ExitCode {
                 .unwrap_or_default()
         );
     }
+    slack_app_messages(&p, "updated in place", 1).await;
     println!("\nDone: every process the demo started is being stopped.");
     ExitCode::SUCCESS
+}
+
+/// Prints the Slack app's messages (the Web API stand-in) once the one
+/// about the demo alert was updated `updates` times, and its thread.
+async fn slack_app_messages(p: &Pipeline, what: &str, updates: usize) {
+    let Some(app) = &p.slack_app else { return };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let is_demo = |m: &alert_manager_tests::SlackApiMessage| {
+        m.thread_ts.is_none()
+            && m.body["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("KubePodCrashLooping")
+    };
+    while Instant::now() < deadline
+        && !app
+            .messages()
+            .iter()
+            .any(|m| is_demo(m) && m.updates >= updates)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let messages = app.messages();
+    let Some(top) = messages.iter().find(|m| is_demo(m)) else {
+        println!("Slack app stand-in: no message about KubePodCrashLooping");
+        return;
+    };
+    println!(
+        "Slack app (chat.postMessage / chat.update, the state store keeps channel and ts): message ts {} in {} {what}, {} update(s), colour {}: {}",
+        top.ts,
+        top.channel,
+        top.updates,
+        top.body["attachments"][0]["color"]
+            .as_str()
+            .unwrap_or("none"),
+        top.body["text"].as_str().unwrap_or_default(),
+    );
+    for reply in messages
+        .iter()
+        .filter(|m| m.thread_ts.as_deref() == Some(top.ts.as_str()))
+    {
+        println!(
+            "  thread reply ts {}: {}",
+            reply.ts,
+            reply.body["text"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 /// Fires one alert and prints each hop with its time since firing, from the

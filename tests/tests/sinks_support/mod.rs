@@ -14,8 +14,11 @@ use alert_manager_enricher::event::Record;
 use alert_manager_enricher::routes_source::{Routes, RoutesSource};
 use alert_manager_enricher::secrets::SecretStore;
 use alert_manager_enricher::state::{StateConfig, StateFailure, StateStore};
-use alert_manager_tests::{MotoServer, PagerDutyReceiver, REGION, SlackReceiver, WebhookReceiver};
+use alert_manager_tests::{
+    ACCOUNT_ID, MotoServer, PagerDutyReceiver, REGION, SlackReceiver, WebhookReceiver,
+};
 use clap::Parser;
+use serde_json::json;
 
 pub const PD_KEY: &str = "R0UT1NGK3Y0123456789abcdefABCDEF";
 pub const HMAC_KEY: &str = "whsec-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
@@ -259,4 +262,48 @@ pub fn records(envs: &[&Envelope]) -> Vec<Record> {
             group: None,
         })
         .collect()
+}
+
+/// Deliveries the state table `table` holds, per sink of `sinks`.
+pub async fn recorded_deliveries(s: &Stack, table: &str, sinks: &[&str]) -> Vec<usize> {
+    let items = aws_sdk_dynamodb::Client::new(&s.config)
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    sinks
+        .iter()
+        .map(|sink| {
+            items
+                .iter()
+                .filter_map(|item| item.get("sinks")?.as_m().ok()?.get(*sink)?.as_m().ok())
+                .filter_map(|record| Some(record.get("ids")?.as_l().ok()?.len()))
+                .sum()
+        })
+        .collect()
+}
+
+/// An SQS event of one record per envelope, as the event source mapping sends it.
+pub fn sqs_event(envs: &[Envelope]) -> serde_json::Value {
+    let records: Vec<_> = envs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({
+                "messageId": format!("msg-{i}"),
+                "receiptHandle": format!("handle-{i}"),
+                "body": serde_json::to_string(e).unwrap(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:enricher-inbox"),
+                "awsRegion": REGION,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
 }

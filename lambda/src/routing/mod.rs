@@ -17,11 +17,17 @@
 //! `aws.<field>`, `enrichment.ec2.tags.<key>` (the key may contain dots or
 //! colons, e.g. `enrichment.ec2.tags.aws:autoscaling:groupName`).
 
+mod matcher;
+pub mod time_intervals;
+
 use std::collections::BTreeMap;
 
-use alert_envelope::Envelope;
-use regex::Regex;
+use alert_envelope::{Envelope, Muted};
+use jiff::Timestamp;
 use serde::Deserialize;
+
+pub use matcher::{Field, Matcher};
+pub use time_intervals::{TimeInterval, TimeIntervalDocument};
 
 use crate::sinks::SinkConfig;
 
@@ -44,6 +50,10 @@ pub struct RoutingDocument {
     /// Sinks for alerts that no route takes (default `[enriched]`).
     #[serde(default = "default_sinks")]
     pub default: Vec<String>,
+    /// Named time intervals, in Alertmanager's syntax, that routes mute on
+    /// (`mute_time_intervals`) or are active in only (`active_time_intervals`).
+    #[serde(default)]
+    pub time_intervals: Vec<TimeIntervalDocument>,
 }
 
 fn default_sinks() -> Vec<String> {
@@ -65,6 +75,13 @@ pub struct RouteDocument {
     /// Keep trying the next routes after this one matched.
     #[serde(default, rename = "continue")]
     pub continue_matching: bool,
+    /// While any of these intervals holds, the route's people's sinks
+    /// (all but SNS) do not get its alerts; SNS gets them marked `muted`.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    /// Outside all of these intervals the route is muted as above.
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
 }
 
 /// A problem in the document, with the path of the offending field.
@@ -75,160 +92,6 @@ pub struct RoutingError {
     pub path: String,
     /// What is wrong.
     pub message: String,
-}
-
-/// One compiled matcher.
-#[derive(Debug, Clone)]
-pub enum Matcher {
-    /// Equal to.
-    Equal(String),
-    /// Not equal to.
-    NotEqual(String),
-    /// Whole-value regex match.
-    Regex(Regex),
-    /// Whole-value regex non-match.
-    NotRegex(Regex),
-}
-
-impl Matcher {
-    /// Compiles the matcher syntax described in the module docs.
-    pub fn parse(text: &str) -> Result<Matcher, String> {
-        let anchored = |re: &str| {
-            Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("invalid regex {re:?}: {e}"))
-        };
-        if let Some(re) = text.strip_prefix("!~") {
-            Ok(Matcher::NotRegex(anchored(re)?))
-        } else if let Some(re) = text.strip_prefix('~') {
-            Ok(Matcher::Regex(anchored(re)?))
-        } else if let Some(v) = text.strip_prefix('!') {
-            Ok(Matcher::NotEqual(v.to_string()))
-        } else if let Some(v) = text.strip_prefix('=') {
-            Ok(Matcher::Equal(v.to_string()))
-        } else {
-            Ok(Matcher::Equal(text.to_string()))
-        }
-    }
-
-    /// Whether `value` (empty when the field is missing) satisfies the matcher.
-    pub fn matches(&self, value: &str) -> bool {
-        match self {
-            Matcher::Equal(v) => value == v,
-            Matcher::NotEqual(v) => value != v,
-            Matcher::Regex(re) => re.is_match(value),
-            Matcher::NotRegex(re) => !re.is_match(value),
-        }
-    }
-}
-
-/// A field an alert can be matched on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
-    /// A top-level or resolved field (`severity`, `team`, ...).
-    Named(&'static str),
-    /// `labels.<name>`.
-    Label(String),
-    /// `annotations.<name>`.
-    Annotation(String),
-    /// `kubernetes.<field>`.
-    Kubernetes(String),
-    /// `aws.<field>`.
-    Aws(String),
-    /// `enrichment.ec2.tags.<key>`.
-    Ec2Tag(String),
-}
-
-const NAMED: &[&str] = &[
-    "severity",
-    "status",
-    "cluster",
-    "namespace",
-    "team",
-    "alertname",
-    "source",
-    "fingerprint",
-    "instance_type",
-    "instance_id",
-];
-
-impl Field {
-    /// Parses a field path.
-    pub fn parse(path: &str) -> Result<Field, String> {
-        if let Some(n) = NAMED.iter().find(|n| **n == path) {
-            return Ok(Field::Named(n));
-        }
-        let prefixed = [
-            ("labels.", Field::Label as fn(String) -> Field),
-            ("annotations.", Field::Annotation),
-            ("kubernetes.", Field::Kubernetes),
-            ("aws.", Field::Aws),
-            ("enrichment.ec2.tags.", Field::Ec2Tag),
-        ];
-        for (prefix, make) in prefixed {
-            if let Some(rest) = path.strip_prefix(prefix)
-                && !rest.is_empty()
-            {
-                return Ok(make(rest.to_string()));
-            }
-        }
-        Err(format!(
-            "unknown field {path:?}; use one of {}, or labels.<name>, annotations.<name>, kubernetes.<field>, aws.<field>, enrichment.ec2.tags.<key>",
-            NAMED.join(", ")
-        ))
-    }
-
-    /// The field's value in an envelope; missing is empty.
-    pub fn value(&self, env: &Envelope) -> String {
-        let json_field = |v: Option<serde_json::Value>, key: &str| -> String {
-            match v.as_ref().and_then(|v| v.get(key)) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            }
-        };
-        match self {
-            Field::Named(name) => match *name {
-                "severity" => env.severity.as_str().to_string(),
-                "status" => env.status.as_str().to_string(),
-                "cluster" => env.cluster.clone(),
-                "namespace" => env.namespace().unwrap_or_default().to_string(),
-                "team" => env.team().unwrap_or_default().to_string(),
-                "alertname" => env.alertname.clone(),
-                "source" => env.source.as_str().to_string(),
-                "fingerprint" => env.fingerprint.clone(),
-                "instance_type" => env
-                    .enrichment
-                    .as_ref()
-                    .and_then(|e| e.ec2.as_ref())
-                    .and_then(|e| e.instance_type.clone())
-                    .or_else(|| env.aws.as_ref().and_then(|a| a.instance_type.clone()))
-                    .unwrap_or_default(),
-                "instance_id" => env
-                    .aws
-                    .as_ref()
-                    .and_then(|a| a.instance_id.clone())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            },
-            Field::Label(k) => env.labels.get(k).cloned().unwrap_or_default(),
-            Field::Annotation(k) => env.annotations.get(k).cloned().unwrap_or_default(),
-            Field::Kubernetes(k) => json_field(
-                env.kubernetes
-                    .as_ref()
-                    .and_then(|v| serde_json::to_value(v).ok()),
-                k,
-            ),
-            Field::Aws(k) => json_field(
-                env.aws.as_ref().and_then(|v| serde_json::to_value(v).ok()),
-                k,
-            ),
-            Field::Ec2Tag(k) => env
-                .enrichment
-                .as_ref()
-                .and_then(|e| e.ec2.as_ref())
-                .and_then(|e| e.tags.get(k).cloned())
-                .unwrap_or_default(),
-        }
-    }
 }
 
 /// A compiled route.
@@ -242,6 +105,10 @@ pub struct Route {
     pub sinks: Vec<String>,
     /// Keep going after a match.
     pub continue_matching: bool,
+    /// Muted while any holds.
+    pub mute_time_intervals: Vec<TimeInterval>,
+    /// Muted unless one holds.
+    pub active_time_intervals: Vec<TimeInterval>,
 }
 
 impl Route {
@@ -250,6 +117,52 @@ impl Route {
         self.matchers
             .iter()
             .all(|(field, m)| m.matches(&field.value(env)))
+    }
+
+    /// Why the route is muted at `at`, and until when; `None`: it is not.
+    pub fn muted_at(&self, at: Timestamp) -> Option<(String, Option<Timestamp>)> {
+        let holding: Vec<&TimeInterval> = self
+            .mute_time_intervals
+            .iter()
+            .filter(|i| i.contains(at))
+            .collect();
+        if !holding.is_empty() {
+            let names: Vec<&str> = holding.iter().map(|i| i.name.as_str()).collect();
+            // Muted until the last of them ends.
+            let until = holding
+                .iter()
+                .map(|i| i.next_change(at))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|ends| ends.into_iter().max());
+            let reason = format!(
+                "route {}: mute_time_intervals {}",
+                self.name,
+                names.join(", ")
+            );
+            return Some((reason, until));
+        }
+        if self.active_time_intervals.is_empty()
+            || self.active_time_intervals.iter().any(|i| i.contains(at))
+        {
+            return None;
+        }
+        let names: Vec<&str> = self
+            .active_time_intervals
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        // Muted until the first of them begins.
+        let until = self
+            .active_time_intervals
+            .iter()
+            .filter_map(|i| i.next_change(at))
+            .min();
+        let reason = format!(
+            "route {}: outside active_time_intervals {}",
+            self.name,
+            names.join(", ")
+        );
+        Some((reason, until))
     }
 }
 
@@ -265,12 +178,15 @@ pub struct RoutingTable {
 }
 
 /// The decision for one alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// Names of the routes that matched, in order (empty: the default route).
     pub routes: Vec<String>,
     /// Sinks, each once, in first-mentioned order.
     pub sinks: Vec<String>,
+    /// The first mute of a matched route that held people's sinks back
+    /// (those not in `sinks`).
+    pub muted: Option<Muted>,
 }
 
 impl RoutingTable {
@@ -324,6 +240,34 @@ impl RoutingTable {
                 .map_err(|e| err(format!("sinks.{name}.{}", e.setting), e.message))?;
         }
         let known = |s: &str| s == ENRICHED_SINK || doc.sinks.contains_key(s);
+        let mut intervals: BTreeMap<&str, TimeInterval> = BTreeMap::new();
+        for (i, t) in doc.time_intervals.iter().enumerate() {
+            let path = format!("time_intervals[{i}]");
+            let compiled = t.compile(&path)?;
+            if intervals.insert(t.name.as_str(), compiled).is_some() {
+                return Err(err(
+                    format!("{path}.name"),
+                    format!("a second interval named {:?}", t.name),
+                ));
+            }
+        }
+        let named = |field: &str, names: &[String]| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(j, n)| {
+                    intervals.get(n.as_str()).cloned().ok_or_else(|| {
+                        err(
+                            format!("{field}[{j}]"),
+                            format!(
+                                "unknown time interval {n:?}; declare it under time_intervals (known: {})",
+                                intervals.keys().copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         let mut routes = Vec::with_capacity(doc.routes.len());
         for (i, r) in doc.routes.iter().enumerate() {
             if r.sinks.is_empty() {
@@ -354,6 +298,14 @@ impl RoutingTable {
                 matchers,
                 sinks: r.sinks.clone(),
                 continue_matching: r.continue_matching,
+                mute_time_intervals: named(
+                    &format!("routes[{i}].mute_time_intervals"),
+                    &r.mute_time_intervals,
+                )?,
+                active_time_intervals: named(
+                    &format!("routes[{i}].active_time_intervals"),
+                    &r.active_time_intervals,
+                )?,
             });
         }
         for (j, s) in doc.default.iter().enumerate() {
@@ -368,12 +320,20 @@ impl RoutingTable {
         })
     }
 
-    /// Where one alert goes.
+    /// Where one alert goes now.
     pub fn route(&self, env: &Envelope) -> Decision {
+        self.route_at(env, Timestamp::now())
+    }
+
+    /// Where one alert goes at `at`: a route muted then gives only its SNS
+    /// sinks, and the decision says why.
+    pub fn route_at(&self, env: &Envelope, at: Timestamp) -> Decision {
         let mut decision = Decision {
             routes: Vec::new(),
             sinks: Vec::new(),
+            muted: None,
         };
+        let mut held: Vec<String> = Vec::new();
         let add = |sinks: &[String], d: &mut Decision| {
             for s in sinks {
                 if !d.sinks.contains(s) {
@@ -384,7 +344,20 @@ impl RoutingTable {
         for route in &self.routes {
             if route.matches(env) {
                 decision.routes.push(route.name.clone());
-                add(&route.sinks, &mut decision);
+                match route.muted_at(at) {
+                    None => add(&route.sinks, &mut decision),
+                    Some((reason, until)) => {
+                        let (machines, people): (Vec<String>, Vec<String>) =
+                            route.sinks.iter().cloned().partition(|s| self.is_sns(s));
+                        add(&machines, &mut decision);
+                        held.extend(people);
+                        decision.muted.get_or_insert(Muted {
+                            reason,
+                            until,
+                            sinks: Vec::new(),
+                        });
+                    }
+                }
                 if !route.continue_matching {
                     break;
                 }
@@ -393,6 +366,25 @@ impl RoutingTable {
         if decision.routes.is_empty() {
             add(&self.default, &mut decision);
         }
+        if let Some(m) = &mut decision.muted {
+            // A sink an unmuted route also takes is not held back.
+            for s in held {
+                if !decision.sinks.contains(&s) && !m.sinks.contains(&s) {
+                    m.sinks.push(s);
+                }
+            }
+        }
+        if decision.muted.as_ref().is_some_and(|m| m.sinks.is_empty()) {
+            decision.muted = None;
+        }
         decision
+    }
+
+    /// Whether `sink` is an SNS topic (machines' sink, never muted).
+    pub fn is_sns(&self, sink: &str) -> bool {
+        match self.sinks.get(sink) {
+            Some(config) => matches!(config, SinkConfig::Sns(_)),
+            None => sink == ENRICHED_SINK,
+        }
     }
 }
