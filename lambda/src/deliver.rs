@@ -309,6 +309,9 @@ fn record(
         if refused.is_empty() {
             report.counts.delivered += 1;
         }
+        if env.enrichment.as_ref().is_none_or(|e| e.muted.is_none()) {
+            ledger.release(env);
+        }
         let degraded = env
             .enrichment
             .as_ref()

@@ -1,4 +1,5 @@
-//! The two invocation shapes: SQS (raw or SNS-wrapped bodies) and direct SNS.
+//! The invocation shapes: SQS (raw or SNS-wrapped bodies), direct SNS, and
+//! the scheduled tick (`{"alert-manager": "tick"}`).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,6 +16,9 @@ pub enum EventKind {
     Sqs,
     /// Direct SNS subscription: an error means async retry.
     Sns,
+    /// The scheduled tick: hand the envelopes whose maintenance window
+    /// ended to people's sinks. Its records come from the state store.
+    Tick,
 }
 
 /// One record: its message id and the envelope JSON it carries.
@@ -31,6 +35,14 @@ pub struct Record {
 
 /// Reads an invocation payload into records.
 pub fn parse(payload: &Value) -> Result<(EventKind, Vec<Record>), Error> {
+    if let Some(what) = payload.get("alert-manager") {
+        return match what.as_str() {
+            Some("tick") => Ok((EventKind::Tick, Vec::new())),
+            _ => Err(Error::Event(format!(
+                "alert-manager event {what}; the one known is {{\"alert-manager\": \"tick\"}}"
+            ))),
+        };
+    }
     let records = payload
         .get("Records")
         .and_then(Value::as_array)
@@ -110,6 +122,10 @@ pub fn response(kind: EventKind, total: usize, report: BatchReport) -> Result<Va
         EventKind::Sns if report.failed_message_ids.is_empty() => {
             Ok(Value::Object(Default::default()))
         }
+        EventKind::Tick => Ok(serde_json::json!({
+            "handed_over": total - report.failed_message_ids.len(),
+            "still_held": report.failed_message_ids.len(),
+        })),
         EventKind::Sns => Err(Error::Delivery {
             failed: report.failed_message_ids.len(),
             total,

@@ -12,7 +12,7 @@ use crate::batch::Batch;
 use crate::config::EnricherConfig;
 use crate::deliver::{BatchReport, Checkpoint, Sinks, deliver};
 use crate::enrich::Enrichers;
-use crate::event::{self, Record};
+use crate::event::{self, EventKind, Record};
 use crate::routes_source::Routes;
 use crate::routing::RoutingTable;
 use crate::secrets::SecretStore;
@@ -86,15 +86,59 @@ impl Enricher {
         payload: &Value,
         deadline: impl Into<Deadline>,
     ) -> Result<Value, Error> {
-        let (kind, records) = event::parse(payload)?;
+        let deadline = deadline.into();
+        let now = jiff::Timestamp::now();
+        let (kind, mut records) = event::parse(payload)?;
+        if kind == EventKind::Tick {
+            records = self.due(&deadline, now).await?;
+        }
         let total = records.len();
-        let report = self.process(records, deadline).await;
+        let report = self.process_at(records, deadline, now).await;
         let now_ms = jiff::Timestamp::now().as_millisecond();
         println!("{}", report.counts.to_emf(now_ms));
         for doc in report.counts.sink_emf(now_ms) {
             println!("{doc}");
         }
         event::response(kind, total, report)
+    }
+
+    /// The tick at `now`: hands the held envelopes whose maintenance window
+    /// ended to people's sinks.
+    pub async fn tick_at(
+        &self,
+        deadline: impl Into<Deadline>,
+        now: jiff::Timestamp,
+    ) -> Result<BatchReport, Error> {
+        let deadline = deadline.into();
+        let records = self.due(&deadline, now).await?;
+        Ok(self.process_at(records, deadline, now).await)
+    }
+
+    /// The tick's records: the held envelopes whose window ended by `now`.
+    async fn due(&self, deadline: &Deadline, now: jiff::Timestamp) -> Result<Vec<Record>, Error> {
+        let Some(state) = &self.state else {
+            tracing::warn!("tick without STATE_TABLE: nothing is held without the state store");
+            return Ok(Vec::new());
+        };
+        let due = state
+            .due(now, deadline)
+            .await
+            .map_err(|f| Error::State(format!("tick: {f}")))?;
+        if !due.is_empty() {
+            tracing::info!(
+                due = due.len(),
+                "tick: handing over envelopes whose maintenance window ended"
+            );
+        }
+        Ok(due
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Record {
+                message_id: format!("tick-{i}"),
+                body,
+                group: None,
+            })
+            .collect())
     }
 
     /// The invocation's one deadline, from the context's (epoch
@@ -109,6 +153,18 @@ impl Enricher {
         records: Vec<Record>,
         deadline: impl Into<Deadline>,
     ) -> BatchReport {
+        self.process_at(records, deadline, jiff::Timestamp::now())
+            .await
+    }
+
+    /// [`Enricher::process`] as at `now`: the time maintenance windows and
+    /// the state store judge by.
+    pub async fn process_at(
+        &self,
+        records: Vec<Record>,
+        deadline: impl Into<Deadline>,
+        now: jiff::Timestamp,
+    ) -> BatchReport {
         let deadline = deadline.into();
         let mut report = BatchReport::default();
         report.counts.records = records.len() as u64;
@@ -122,7 +178,6 @@ impl Enricher {
         report.counts.get_metric_data_calls = enriched.get_metric_data_calls as u64;
 
         let (table, sinks) = self.routing(&deadline).await;
-        let now = jiff::Timestamp::now();
         for env in &mut batch.envelopes {
             let decision =
                 crate::maintenance::route(&table, env, &self.config.maintenance_tag, now);
@@ -141,7 +196,7 @@ impl Enricher {
         let mut ledger = match &self.state {
             None => Ledger::off(None),
             Some(state) => match state
-                .before_delivery(&mut batch, &deadline, &mut report)
+                .before_delivery(&mut batch, &deadline, now, &mut report)
                 .await
             {
                 Some(ledger) => ledger,

@@ -41,9 +41,12 @@ pub enum Error {
     /// A setting is missing or wrong; the message names it.
     #[error("configuration error: {0}")]
     Config(#[from] alert_aws::ConfigError),
-    /// The invocation payload is neither an SQS nor an SNS event.
+    /// The invocation payload is neither an SQS nor an SNS event, nor the tick.
     #[error("unsupported event: {0}")]
     Event(String),
+    /// The tick could not read the state store; the schedule's next tick tries again.
+    #[error("state store: {0}")]
+    State(String),
     /// Some records of a direct SNS invocation failed retryably; Lambda's async retry applies.
     #[error("{failed} of {total} records not delivered: {detail}")]
     Delivery {

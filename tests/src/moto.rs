@@ -200,8 +200,8 @@ impl MotoServer {
     #[allow(clippy::expect_used)] // test support: a panic is the test's failure
     pub async fn create_state_table(&self, name: &str) -> String {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TimeToLiveSpecification,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
         };
         let template = std::fs::read_to_string(
             crate::workspace_root().join("infra/cloudformation/alert-manager.yaml"),
@@ -237,6 +237,37 @@ impl MotoServer {
                     .build()
                     .expect("key schema element"),
             );
+        }
+        for index in props["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            let projection = &index["Projection"];
+            let mut gsi = GlobalSecondaryIndex::builder()
+                .index_name(text(&index["IndexName"]))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(
+                            text(&projection["ProjectionType"]).as_str(),
+                        ))
+                        .set_non_key_attributes(
+                            projection["NonKeyAttributes"]
+                                .as_sequence()
+                                .map(|names| names.iter().map(text).collect()),
+                        )
+                        .build(),
+                );
+            for k in index["KeySchema"].as_sequence().expect("index KeySchema") {
+                gsi = gsi.key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(text(&k["AttributeName"]))
+                        .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
+                        .build()
+                        .expect("index key schema element"),
+                );
+            }
+            create = create.global_secondary_indexes(gsi.build().expect("index"));
         }
         create
             .send()

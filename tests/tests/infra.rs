@@ -328,6 +328,7 @@ fn iam_files_are_least_privilege_and_documented() {
             "dynamodb:GetItem",
             "dynamodb:UpdateItem",
             "dynamodb:PutItem",
+            "dynamodb:Query",
             "logs:CreateLogGroup",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
@@ -600,6 +601,13 @@ async fn stack_creates_in_moto_and_the_enricher_deploys_with_its_outputs() {
             "{action}"
         );
     }
+    // The tick's one query: the sparse index of held alerts.
+    assert_eq!(
+        enricher["dynamodb:Query"],
+        BTreeSet::from([format!(
+            "arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table}/index/held"
+        )])
+    );
     // Without FunctionName there is no event source mapping yet.
     assert!(
         !stack["resources"]
@@ -656,6 +664,13 @@ async fn stack_creates_in_moto_and_the_enricher_deploys_with_its_outputs() {
         json!(["ReportBatchItemFailures"])
     );
     assert_eq!(esm["State"], "Enabled");
+    // ... and the tick's schedule (moto's stacks do not list the Lambda
+    // permission beside it; cfn-lint checks that one).
+    assert_eq!(
+        stack["resources"]["TickRule"]["type"], "AWS::Events::Rule",
+        "{:?}",
+        stack["resources"]
+    );
     assert!(
         esm["FunctionArn"]
             .as_str()

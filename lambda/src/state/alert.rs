@@ -39,6 +39,19 @@ pub struct SinkRecord {
     pub closed: bool,
 }
 
+/// An envelope a maintenance window kept from people's sinks: the tick
+/// after the window hands it to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Its id.
+    pub id: String,
+    /// When the window ends; `None`: no end known (a later envelope of the
+    /// alert, not muted, replaces it).
+    pub until: Option<Timestamp>,
+    /// The envelope, as JSON.
+    pub envelope: String,
+}
+
 /// The state of one alert, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertState {
@@ -57,6 +70,8 @@ pub struct AlertState {
     pub transitions: Vec<Timestamp>,
     /// Per sink name.
     pub sinks: BTreeMap<String, SinkRecord>,
+    /// The envelope a maintenance window holds back, if any.
+    pub held: Option<Held>,
 }
 
 /// Where an envelope sits in its alert's life. Ordered: a smaller position
@@ -96,6 +111,7 @@ impl AlertState {
             generation: None,
             transitions: vec![now],
             sinks: BTreeMap::new(),
+            held: None,
         }
     }
 

@@ -9,6 +9,9 @@
 //! | `status`, `starts_at`, `ends_at`, `envelope_id`, `generation` | S | |
 //! | `transitions` | L of S | status changes, for flap detection |
 //! | `sinks` | M | per sink: `ids` (L of S), `channel`, `ts`, `dedup_key`, `repeated_at` (S), `closed` (BOOL) |
+//! | `held_id`, `held_envelope` | S | the envelope a maintenance window holds back, as JSON |
+//! | `held_shard` | S | `held` while one is held: the key of the sparse index `held` |
+//! | `held_until` | N | when its window ends, epoch seconds: the index's sort key |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +19,7 @@ use alert_envelope::Status;
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
-use super::alert::{AlertState, SinkRecord};
+use super::alert::{AlertState, Held, SinkRecord};
 
 /// The key attribute, defined with the table in the CloudFormation stack.
 pub const KEY: &str = "alert";
@@ -24,6 +27,16 @@ pub const KEY: &str = "alert";
 pub const VERSION: &str = "version";
 /// The TTL attribute.
 pub const EXPIRES_AT: &str = "expires_at";
+/// The sparse index of held envelopes, defined with the table in the stack.
+pub const HELD_INDEX: &str = "held";
+/// Its partition key: one value, set only while an envelope is held.
+pub const HELD_SHARD: &str = "held_shard";
+/// Its sort key.
+pub const HELD_UNTIL: &str = "held_until";
+/// The held envelope's JSON.
+pub const HELD_ENVELOPE: &str = "held_envelope";
+/// `held_until` of a window with no end known: 9999-12-31T23:59:59Z.
+const NO_END: i64 = 253_402_300_799;
 
 /// A stored state with the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +84,15 @@ pub fn to_item(key: &str, state: &AlertState, version: u64, expires_at: i64) -> 
         .map(|(name, r)| (name.clone(), sink_value(r)))
         .collect();
     item.insert("sinks".into(), AttributeValue::M(sinks));
+    if let Some(h) = &state.held {
+        item.insert("held_id".into(), s(&h.id));
+        item.insert(HELD_ENVELOPE.into(), s(&h.envelope));
+        item.insert(HELD_SHARD.into(), s(HELD_INDEX));
+        item.insert(
+            HELD_UNTIL.into(),
+            n(h.until.map_or(NO_END, |t| t.as_second())),
+        );
+    }
     item
 }
 
@@ -156,11 +178,26 @@ pub fn from_item(item: &Item) -> Result<Stored, String> {
             generation: time(item, "generation")?,
             transitions,
             sinks,
+            held: held(item)?,
         },
         version: u64::try_from(number(item, VERSION)?)
             .map_err(|_| "version is negative".to_string())?,
         expires_at: number(item, EXPIRES_AT)?,
     })
+}
+
+fn held(item: &Item) -> Result<Option<Held>, String> {
+    if !item.contains_key("held_id") {
+        return Ok(None);
+    }
+    let until = number(item, HELD_UNTIL)?;
+    Ok(Some(Held {
+        id: text(item, "held_id")?.to_string(),
+        until: (until != NO_END)
+            .then(|| Timestamp::from_second(until).map_err(|e| format!("{HELD_UNTIL}: {e}")))
+            .transpose()?,
+        envelope: text(item, HELD_ENVELOPE)?.to_string(),
+    }))
 }
 
 fn sink_record(r: &HashMap<String, AttributeValue>) -> SinkRecord {
@@ -208,8 +245,15 @@ mod tests {
             generation: None,
             transitions: vec!["2026-12-02T10:00:01Z".parse().unwrap()],
             sinks,
+            held: Some(Held {
+                id: "abc".into(),
+                until: Some("2026-12-06T03:00:00Z".parse().unwrap()),
+                envelope: "{}".into(),
+            }),
         };
         let item = to_item("prod/fp1", &state, 3, 1_800_000_000);
+        assert_eq!(item[HELD_SHARD].as_s().unwrap(), HELD_INDEX);
+        assert_eq!(item[HELD_UNTIL].as_n().unwrap(), "1796526000");
         assert_eq!(item[KEY].as_s().unwrap(), "prod/fp1");
         let back = from_item(&item).unwrap();
         assert_eq!(back.state, state);
@@ -229,10 +273,12 @@ mod tests {
                 generation: None,
                 transitions: vec![],
                 sinks: BTreeMap::new(),
+                held: None,
             },
             1,
             0,
         );
+        assert!(!item.contains_key(HELD_SHARD), "the index is sparse");
         item.insert("status".into(), s("pending"));
         assert!(from_item(&item).unwrap_err().contains("status"));
         item.remove("status");

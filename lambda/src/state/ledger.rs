@@ -8,7 +8,7 @@ use alert_aws::Failure;
 use alert_envelope::Envelope;
 use jiff::Timestamp;
 
-use super::alert::{AlertState, Judgement, SinkRecord};
+use super::alert::{AlertState, Held, Judgement, SinkRecord};
 use super::item::Stored;
 
 /// The store's key of an alert.
@@ -26,6 +26,8 @@ pub(super) enum Change {
         id: String,
         receipt: Option<SinkRecord>,
     },
+    Hold(Held),
+    Release,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +101,58 @@ impl Ledger {
             .and_then(|s| s.sinks.get(sink).cloned())
     }
 
+    /// Keeps `env` for people's sinks until its maintenance window ends
+    /// (`until`), replacing what was held.
+    pub fn hold(&mut self, env: &Envelope, until: Option<Timestamp>) {
+        let Some(entry) = self.entry_with_state(env) else {
+            return;
+        };
+        let held = Held {
+            id: env.id.clone(),
+            until,
+            envelope: serde_json::to_string(env).unwrap_or_default(),
+        };
+        if let Some(state) = &mut entry.state
+            && state.held.as_ref() != Some(&held)
+        {
+            state.held = Some(held.clone());
+            entry.changes.push(Change::Hold(held));
+        }
+    }
+
+    /// `env` reached people's sinks: nothing of its alert stays held.
+    pub fn release(&mut self, env: &Envelope) {
+        self.release_if(env, |_| true);
+    }
+
+    /// A newer envelope of the alert goes to people's sinks: the one held
+    /// before it is not handed over any more. The held envelope itself, on
+    /// the tick, stays held until its delivery succeeded ([`Ledger::release`]).
+    pub fn release_superseded(&mut self, env: &Envelope) {
+        self.release_if(env, |held| held.id != env.id);
+    }
+
+    fn release_if(&mut self, env: &Envelope, superseded: impl Fn(&Held) -> bool) {
+        let Some(entry) = self.entry_with_state(env) else {
+            return;
+        };
+        if let Some(state) = &mut entry.state
+            && state.held.as_ref().is_some_and(&superseded)
+        {
+            state.held = None;
+            entry.changes.push(Change::Release);
+        }
+    }
+
+    fn entry_with_state(&mut self, env: &Envelope) -> Option<&mut Entry> {
+        if !self.on() {
+            return None;
+        }
+        self.entries
+            .get_mut(&key(env))
+            .filter(|e| e.state.is_some())
+    }
+
     /// Records that `sink` took `env`, leaving `receipt` when it gives one.
     pub fn record_delivery(&mut self, env: &Envelope, sink: &str, receipt: Option<SinkRecord>) {
         if !self.on() {
@@ -159,6 +213,9 @@ pub(super) fn replay(
                 s.record_delivery(sink, id, receipt.as_ref())
             }
             (Change::Delivered { .. }, None) => {}
+            (Change::Hold(h), Some(s)) => s.held = Some(h.clone()),
+            (Change::Release, Some(s)) => s.held = None,
+            (Change::Hold(_) | Change::Release, None) => {}
         }
     }
     state

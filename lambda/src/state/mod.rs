@@ -52,6 +52,8 @@ const WRITE_ATTEMPTS: usize = 3;
 const WRITE_CONCURRENCY: usize = 16;
 /// Longest single DynamoDB call; the deadline may cut it shorter.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Held envelopes handed over per tick (one `Query` page).
+pub const TICK_BATCH: usize = 100;
 /// Time kept after delivery for the state writes.
 pub const WRITE_RESERVE: Duration = Duration::from_millis(1500);
 
@@ -209,6 +211,39 @@ impl StateStore {
             }
         }
         saved
+    }
+
+    /// The held envelopes (JSON) whose maintenance window ended by `at`,
+    /// for the tick: one `Query` of the sparse index `held`, at most
+    /// [`TICK_BATCH`], the earliest window end first.
+    pub async fn due(&self, at: Timestamp, deadline: &Deadline) -> Result<Vec<String>, Failure> {
+        let timeout = deadline
+            .timeout(CALL_TIMEOUT)
+            .ok_or_else(Deadline::expired)?;
+        let call = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .index_name(item::HELD_INDEX)
+            .key_condition_expression("#s = :s AND #u <= :now")
+            .expression_attribute_names("#s", item::HELD_SHARD)
+            .expression_attribute_names("#u", item::HELD_UNTIL)
+            .expression_attribute_names("#e", item::HELD_ENVELOPE)
+            .expression_attribute_values(":s", AttributeValue::S(item::HELD_INDEX.into()))
+            .expression_attribute_values(":now", AttributeValue::N(at.as_second().to_string()))
+            .projection_expression("#e")
+            .limit(TICK_BATCH as i32)
+            .send();
+        let out = tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Failure::retryable("timeout", "Query timed out"))?
+            .map_err(|e| named("Query", classify_sdk_error(&e)))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.get(item::HELD_ENVELOPE)?.as_s().ok().cloned())
+            .collect())
     }
 
     /// One alert's write, and the calls it took.

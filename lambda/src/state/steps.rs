@@ -17,6 +17,7 @@ impl StateStore {
         &self,
         batch: &mut Batch,
         deadline: &Deadline,
+        now: jiff::Timestamp,
         report: &mut BatchReport,
     ) -> Option<Ledger> {
         let mut ledger = self.load(&batch.envelopes, deadline).await;
@@ -25,12 +26,21 @@ impl StateStore {
             report.counts.state_errors += 1;
             return self.unavailable(batch, &f, report).then_some(ledger);
         }
-        let now = jiff::Timestamp::now();
         for env in &mut batch.envelopes {
-            if let Judgement::Stale { newer_id } = ledger.judge(env, now) {
-                report.counts.stale += 1;
-                tracing::warn!(id = %env.id, newer_id = %newer_id, status = env.status.as_str(), alertname = %env.alertname, "stale: the state store holds a newer envelope of this alert; delivered to SNS sinks only, with stale=true");
-                env.enrichment.get_or_insert_with(Default::default).stale = true;
+            match ledger.judge(env, now) {
+                Judgement::Stale { newer_id } => {
+                    report.counts.stale += 1;
+                    tracing::warn!(id = %env.id, newer_id = %newer_id, status = env.status.as_str(), alertname = %env.alertname, "stale: the state store holds a newer envelope of this alert; delivered to SNS sinks only, with stale=true");
+                    env.enrichment.get_or_insert_with(Default::default).stale = true;
+                }
+                // Muted: kept for the tick after its window; else nothing
+                // older of the alert waits for people any more.
+                Judgement::Current => {
+                    match env.enrichment.as_ref().and_then(|e| e.muted.as_ref()) {
+                        Some(m) => ledger.hold(env, m.until),
+                        None => ledger.release_superseded(env),
+                    }
+                }
             }
         }
         Some(ledger)
