@@ -546,7 +546,8 @@ def measure_state(binary, moto, bridge, logdir, ids, rounds):
     out["redelivered_state_cpu_ms"] = median(state, "redelivered")
     first = state[0]
     out["calls"] = {label: {a: first[label]["aws_calls"].get(a, 0)
-                            for a in ("BatchGetItem", "PutItem", "GetItem", "UpdateItem", "PublishBatch")}
+                            for a in ("BatchGetItem", "TransactWriteItems", "PutItem", "GetItem", "UpdateItem",
+                                      "PublishBatch")}
                     for label in ("cold", "warm", "redelivered")}
     return out
 
@@ -965,15 +966,19 @@ def state_md(r, debug):
                  f"{ratio}× | ≤ {GOAL_STATE_CPU_RATIO:g}× | {verdict(ok)}{why} |")
     L.append(f"| CPU, the warm batch redelivered | | {st['redelivered_state_cpu_ms']:.1f} ms | | | |")
     L.append("")
-    L.append("| 100 alerts (100 records) | BatchGetItem | PutItem | GetItem | PublishBatch | goal | |")
-    L.append("|---|---:|---:|---:|---:|---|---|")
+    L.append("Each alert's state is one conditional write; the writes of one part of the batch (20 alerts) go in one "
+             "`TransactWriteItems`, a part of one alert in a `PutItem`.")
+    L.append("")
+    L.append("| 100 alerts (100 records) | BatchGetItem | TransactWriteItems | PutItem | GetItem | PublishBatch | goal | |")
+    L.append("|---|---:|---:|---:|---:|---:|---|---|")
     for label, name, reads, writes in (("cold", "new alerts, cold process", 1, 100),
                                        ("warm", "new alerts, warm process", 1, 100),
                                        ("redelivered", "the same batch again", 1, 0)):
         c = st["calls"][label]
-        ok = c["BatchGetItem"] <= reads and c["PutItem"] + c["UpdateItem"] <= writes
-        L.append(f"| {name} | {c['BatchGetItem']} | {c['PutItem']} | {c['GetItem']} | {c['PublishBatch']} | "
-                 f"≤ {reads} read, ≤ {writes} writes | {verdict(ok)} |")
+        write_calls = c["PutItem"] + c["UpdateItem"] + c["TransactWriteItems"]
+        ok = c["BatchGetItem"] <= reads and write_calls <= writes
+        L.append(f"| {name} | {c['BatchGetItem']} | {c['TransactWriteItems']} | {c['PutItem']} | {c['GetItem']} | "
+                 f"{c['PublishBatch']} | ≤ {reads} read, ≤ {writes} write calls | {verdict(ok)} |")
     L.append("")
     return L
 

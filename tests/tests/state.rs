@@ -222,6 +222,32 @@ async fn two_invocations_writing_one_alert_keep_both_deliveries() {
     let after = store.load(std::slice::from_ref(&firing), &deadline).await;
     assert!(after.delivered(&firing, "team-pd"));
     assert!(after.delivered(&firing, "team-slack"));
+
+    // The same with two alerts, written in one transaction: DynamoDB
+    // cancels it for the alert B wrote, which is read again, and both land.
+    let other = envelope("CheckoutDown", "payments", Status::Firing);
+    let both = [firing.clone(), other.clone()];
+    let mut a = store.load(&both, &deadline).await;
+    let mut b = store.load(&both, &deadline).await;
+    for ledger in [&mut a, &mut b] {
+        for env in &both {
+            ledger.judge(env, now);
+        }
+    }
+    a.record_delivery(&firing, "audit", None);
+    a.record_delivery(&other, "audit", None);
+    b.record_delivery(&other, "team-topic", None);
+    let saved_b = store.save(b, &deadline).await;
+    assert_eq!((saved_b.written, saved_b.conflicts), (1, 0), "{saved_b:?}");
+    let saved_a = store.save(a, &deadline).await;
+    assert_eq!(
+        (saved_a.written, saved_a.conflicts, saved_a.write_calls),
+        (2, 1, 2),
+        "one transaction cancelled for the alert B wrote, then one that lands: {saved_a:?}"
+    );
+    let after = store.load(&both, &deadline).await;
+    assert!(after.delivered(&firing, "audit"));
+    assert!(after.delivered(&other, "audit") && after.delivered(&other, "team-topic"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,12 +265,13 @@ async fn a_100_record_batch_costs_one_read_and_one_write_per_changed_alert() {
     let actions = s.moto.recorded_actions().await;
     let count = |a: &str| actions.iter().filter(|x| *x == a).count();
     assert_eq!(count("BatchGetItem"), 1, "{actions:?}");
-    assert_eq!(
-        count("PutItem"),
-        50,
-        "one write per alert, all its sinks in it"
-    );
+    // One conditional write per alert, all its sinks in it; the 20 alerts
+    // of each part of the batch in one transaction.
+    assert_eq!(count("TransactWriteItems"), 3, "{actions:?}");
+    assert_eq!(count("PutItem"), 0, "{actions:?}");
     assert_eq!(count("GetItem"), 0);
+    let written = recorded_deliveries(&s, TABLE, &["enriched"]).await;
+    assert_eq!(written, vec![50], "every alert's state, with its delivery");
 
     // The same batch again: one read, no write (nothing changed).
     s.moto.start_recording().await;

@@ -3,8 +3,9 @@
 //! that arrives after its resolve) reaches machine consumers only.
 //!
 //! Per batch: one consistent `BatchGetItem` per 100 distinct alerts before
-//! delivery, and one conditional `PutItem` per alert whose state changed
-//! once all its envelopes had their delivery, covering all its sinks. The write compares the version read:
+//! delivery, and one conditional write per alert whose state changed once
+//! all its envelopes had their delivery, covering all its sinks; the writes
+//! of one part of the batch go in one `TransactWriteItems` (see `write.rs`). The write compares the version read:
 //! when another invocation wrote in between, the item is read again, this
 //! batch's changes are applied to it, and the write is tried again, so
 //! neither invocation's deliveries are forgotten.
@@ -25,20 +26,20 @@ pub mod config;
 pub mod item;
 pub mod ledger;
 mod steps;
+mod write;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use alert_aws::{Deadline, Failure, classify_sdk_error};
-use alert_envelope::{Envelope, Status};
+use alert_envelope::Envelope;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use futures::StreamExt;
 use jiff::Timestamp;
 
 pub use alert::{AlertState, Judgement, SinkRecord};
 pub use config::{StateConfig, StateFailure};
-use item::{KEY, from_item, to_item};
-use ledger::{Entry, entry_of, replay};
+use item::{KEY, from_item};
+use ledger::entry_of;
 pub use ledger::{Ledger, key};
 
 /// `BatchGetItem` takes at most 100 keys.
@@ -48,8 +49,6 @@ const READ_ROUNDS: usize = 4;
 /// Attempts of one alert's conditional write when other invocations keep
 /// writing the same item.
 const WRITE_ATTEMPTS: usize = 3;
-/// Conditional writes in flight at once.
-const WRITE_CONCURRENCY: usize = 16;
 /// Longest single DynamoDB call; the deadline may cut it shorter.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Held envelopes handed over per tick (one `Query` page).
@@ -178,41 +177,6 @@ impl StateStore {
         ))
     }
 
-    /// Writes every alert whose state changed: one conditional `PutItem` each.
-    pub async fn save(&self, mut ledger: Ledger, deadline: &Deadline) -> Saved {
-        let keys: Vec<String> = ledger.entries.keys().cloned().collect();
-        self.save_alerts(&mut ledger, &keys, deadline).await
-    }
-
-    /// Writes the alerts `keys` whose state changed, one conditional
-    /// `PutItem` each, and forgets them: delivery is done with them.
-    pub async fn save_alerts(
-        &self,
-        ledger: &mut Ledger,
-        keys: &[String],
-        deadline: &Deadline,
-    ) -> Saved {
-        let mut saved = Saved::default();
-        let writes = ledger
-            .take(keys)
-            .into_iter()
-            .map(|(key, entry)| async move {
-                let result = self.write(&key, entry, deadline).await;
-                (key, result)
-            });
-        let mut results = futures::stream::iter(writes).buffer_unordered(WRITE_CONCURRENCY);
-        while let Some((key, result)) = results.next().await {
-            let (calls, outcome) = result;
-            saved.write_calls += calls;
-            saved.conflicts += calls.saturating_sub(1);
-            match outcome {
-                Ok(()) => saved.written += 1,
-                Err(f) => saved.failed.push((key, f)),
-            }
-        }
-        saved
-    }
-
     /// The held envelopes (JSON) whose maintenance window ended by `at`,
     /// for the tick: one `Query` of the sparse index `held`, at most
     /// [`TICK_BATCH`], the earliest window end first.
@@ -244,114 +208,6 @@ impl StateStore {
             .into_iter()
             .filter_map(|i| i.get(item::HELD_ENVELOPE)?.as_s().ok().cloned())
             .collect())
-    }
-
-    /// One alert's write, and the calls it took.
-    async fn write(
-        &self,
-        key: &str,
-        mut entry: Entry,
-        deadline: &Deadline,
-    ) -> (u64, Result<(), Failure>) {
-        let mut calls = 0;
-        for _ in 0..WRITE_ATTEMPTS {
-            let Some(state) = &entry.state else {
-                return (calls, Ok(()));
-            };
-            let Some(timeout) = deadline.timeout(CALL_TIMEOUT) else {
-                return (calls, Err(Deadline::expired()));
-            };
-            let version = entry.version.map_or(1, |v| v + 1);
-            let item = to_item(key, state, version, self.expires_at(state));
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.config.table)
-                .set_item(Some(item));
-            put = match entry.version {
-                Some(v) => put
-                    .condition_expression("#v = :v")
-                    .expression_attribute_names("#v", item::VERSION)
-                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-                None => put
-                    .condition_expression("attribute_not_exists(#k)")
-                    .expression_attribute_names("#k", KEY),
-            };
-            calls += 1;
-            let result = match tokio::time::timeout(timeout, put.send()).await {
-                Err(_) => Err(Failure::retryable("timeout", "PutItem timed out")),
-                Ok(Ok(_)) => return (calls, Ok(())),
-                Ok(Err(e)) => {
-                    let conflict = e
-                        .as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception());
-                    if conflict {
-                        match self.reread(key, &mut entry, deadline).await {
-                            Ok(()) => continue,
-                            Err(f) => Err(f),
-                        }
-                    } else {
-                        Err(named("PutItem", classify_sdk_error(&e)))
-                    }
-                }
-            };
-            return (calls, result);
-        }
-        (
-            calls,
-            Err(Failure::retryable(
-                "state_conflict",
-                format!("{key}: other invocations kept writing it"),
-            )),
-        )
-    }
-
-    /// Another invocation wrote `key`: reads it and applies this batch's
-    /// changes to it.
-    async fn reread(
-        &self,
-        key: &str,
-        entry: &mut Entry,
-        deadline: &Deadline,
-    ) -> Result<(), Failure> {
-        let timeout = deadline
-            .timeout(CALL_TIMEOUT)
-            .ok_or_else(Deadline::expired)?;
-        let call = self
-            .client
-            .get_item()
-            .table_name(&self.config.table)
-            .key(KEY, AttributeValue::S(key.to_string()))
-            .consistent_read(true)
-            .send();
-        let out = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Failure::retryable("timeout", "GetItem timed out"))?
-            .map_err(|e| named("GetItem", classify_sdk_error(&e)))?;
-        let now = jiff::Timestamp::now();
-        let fresh = match out.item {
-            Some(item) => entry_of(
-                from_item(&item).map_err(|e| Failure::permanent("state_item", e))?,
-                now.as_second(),
-            ),
-            None => Entry::default(),
-        };
-        entry.version = fresh.version;
-        entry.state = replay(fresh.state, &entry.changes, now);
-        Ok(())
-    }
-
-    /// The TTL of a state: `STATE_TTL_HOURS` after the resolve, or after
-    /// the last change of an alert still firing (one that never resolves
-    /// must not stay forever).
-    fn expires_at(&self, state: &AlertState) -> i64 {
-        let from = match state.status {
-            Status::Resolved => state.ends_at.unwrap_or_else(Timestamp::now),
-            Status::Firing => Timestamp::now(),
-        };
-        from.as_second()
-            .max(Timestamp::now().as_second())
-            .saturating_add(self.config.ttl.as_secs() as i64)
     }
 }
 
