@@ -72,13 +72,13 @@ impl Ledger {
         match &mut entry.state {
             None => {
                 entry.state = Some(AlertState::first(env, now));
-                entry.changes.push(Change::Advance(Box::new(env.clone())));
+                entry.changes.push(Change::Advance(Box::new(skeleton(env))));
                 Judgement::Current
             }
             Some(state) => {
                 let judgement = state.judge(env);
                 if judgement == Judgement::Current && state.advance(env, now) {
-                    entry.changes.push(Change::Advance(Box::new(env.clone())));
+                    entry.changes.push(Change::Advance(Box::new(skeleton(env))));
                 }
                 judgement
             }
@@ -182,6 +182,23 @@ impl Ledger {
             .filter(|(_, e)| !e.changes.is_empty())
             .collect()
     }
+}
+
+/// What the order rules read of an envelope (id, cluster, fingerprint,
+/// status, `starts_at`, `ends_at`), without its labels, annotations and
+/// enrichment: a replay needs no more, and a batch keeps one per change.
+fn skeleton(env: &Envelope) -> Envelope {
+    let mut e = Envelope::new(
+        env.source,
+        &env.cluster,
+        env.status,
+        env.fingerprint.clone(),
+        env.starts_at,
+        Default::default(),
+    );
+    e.id.clone_from(&env.id);
+    e.ends_at = env.ends_at;
+    e
 }
 
 /// A stored item as an entry; an expired one (TTL deletes late) counts as
