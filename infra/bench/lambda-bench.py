@@ -966,7 +966,7 @@ def state_md(r, debug):
                  f"{ratio}× | ≤ {GOAL_STATE_CPU_RATIO:g}× | {verdict(ok)}{why} |")
     L.append(f"| CPU, the warm batch redelivered | | {st['redelivered_state_cpu_ms']:.1f} ms | | | |")
     L.append("")
-    L.append("Each alert's state is one conditional write; the writes of one part of the batch (20 alerts) go in one "
+    L.append("Each alert's state is one conditional write; the writes of one part of the batch (`ALERTS_PER_PART` alerts) go in one "
              "`TransactWriteItems`, a part of one alert in a `PutItem`.")
     L.append("")
     L.append("| 100 alerts (100 records) | BatchGetItem | TransactWriteItems | PutItem | GetItem | PublishBatch | goal | |")
