@@ -10,6 +10,8 @@
 //! item is read again, this batch's changes are applied to it (the ledger's
 //! replay), and the write is tried again.
 
+use std::collections::HashMap;
+
 use alert_aws::{Deadline, Failure, classify_sdk_error};
 use alert_envelope::Status;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -176,16 +178,13 @@ impl StateStore {
             let version = entry.version.map_or(1, |v| v + 1);
             to_item(key, s, version, self.expires_at(s))
         });
-        let put = Put::builder().table_name(&self.config.table).set_item(item);
-        let put = match entry.version {
-            Some(v) => put
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", item::VERSION)
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-            None => put
-                .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", KEY),
-        };
+        let (expression, names, values) = condition(entry);
+        let put = Put::builder()
+            .table_name(&self.config.table)
+            .set_item(item)
+            .condition_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(values);
         Ok(TransactWriteItem::builder().put(put.build()?).build())
     }
 
@@ -206,20 +205,15 @@ impl StateStore {
             };
             let version = entry.version.map_or(1, |v| v + 1);
             let item = to_item(key, state, version, self.expires_at(state));
-            let mut put = self
+            let (expression, names, values) = condition(&entry);
+            let put = self
                 .client
                 .put_item()
                 .table_name(&self.config.table)
-                .set_item(Some(item));
-            put = match entry.version {
-                Some(v) => put
-                    .condition_expression("#v = :v")
-                    .expression_attribute_names("#v", item::VERSION)
-                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-                None => put
-                    .condition_expression("attribute_not_exists(#k)")
-                    .expression_attribute_names("#k", KEY),
-            };
+                .set_item(Some(item))
+                .condition_expression(expression)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(values);
             calls += 1;
             let result = match tokio::time::timeout(timeout, put.send()).await {
                 Err(_) => Err(Failure::retryable("timeout", "PutItem timed out")),
@@ -295,6 +289,29 @@ impl StateStore {
         from.as_second()
             .max(Timestamp::now().as_second())
             .saturating_add(self.config.ttl.as_secs() as i64)
+    }
+}
+
+type Names = HashMap<String, String>;
+type Values = Option<HashMap<String, AttributeValue>>;
+
+/// The condition of an alert's write: still the version read, or still no
+/// item when none was read.
+fn condition(entry: &Entry) -> (&'static str, Names, Values) {
+    match entry.version {
+        Some(v) => (
+            "#v = :v",
+            HashMap::from([("#v".to_string(), item::VERSION.to_string())]),
+            Some(HashMap::from([(
+                ":v".to_string(),
+                AttributeValue::N(v.to_string()),
+            )])),
+        ),
+        None => (
+            "attribute_not_exists(#k)",
+            HashMap::from([("#k".to_string(), KEY.to_string())]),
+            None,
+        ),
     }
 }
 
