@@ -110,7 +110,8 @@ pub fn route_dry_run(
         .map_err(|e| format!("{}: cannot read: {e}", envelope.display()))?;
     let mut env = alert_envelope::Envelope::from_json(&body)
         .map_err(|e| format!("{}: not an envelope: {e}", envelope.display()))?;
-    let decision = crate::maintenance::route(&table, &mut env, maintenance_tag, at);
+    let mutes = table.mutes_at(at);
+    let decision = crate::maintenance::route(&table, &mutes, &mut env, maintenance_tag, at);
     let mut out = String::new();
     let _ = writeln!(
         out,

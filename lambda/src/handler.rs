@@ -178,9 +178,10 @@ impl Enricher {
         report.counts.get_metric_data_calls = enriched.get_metric_data_calls as u64;
 
         let (table, sinks) = self.routing(&deadline).await;
+        let mutes = table.mutes_at(now);
         for env in &mut batch.envelopes {
-            let decision =
-                crate::maintenance::route(&table, env, &self.config.maintenance_tag, now);
+            let tag = &self.config.maintenance_tag;
+            let decision = crate::maintenance::route(&table, &mutes, env, tag, now);
             if !decision.routes.is_empty() {
                 tracing::debug!(id = %env.id, routes = ?decision.routes, sinks = ?decision.sinks, "routed");
             }

@@ -6,7 +6,7 @@
 use alert_envelope::{Envelope, Muted};
 use jiff::Timestamp;
 
-use crate::routing::{Decision, RoutingTable};
+use crate::routing::{Decision, Mutes, RoutingTable};
 
 /// The tag's default name.
 pub const DEFAULT_TAG: &str = "alert-manager.io/maintenance-until";
@@ -32,11 +32,18 @@ pub fn until(env: &Envelope, tag: &str, at: Timestamp) -> Result<Option<Timestam
     Ok((end > at).then_some(end))
 }
 
-/// Where `env` goes at `at`: its routes' decision, with every people's
-/// sink held back while its instance is in maintenance. A bad tag value is
-/// logged and recorded in `enrichment.errors`, and mutes nothing.
-pub fn route(table: &RoutingTable, env: &mut Envelope, tag: &str, at: Timestamp) -> Decision {
-    let mut decision = table.route_at(env, at);
+/// Where `env` goes at `at`: its routes' decision (with their `mutes` at
+/// `at`, [`RoutingTable::mutes_at`]), with every people's sink held back
+/// while its instance is in maintenance. A bad tag value is logged and
+/// recorded in `enrichment.errors`, and mutes nothing.
+pub fn route(
+    table: &RoutingTable,
+    mutes: &Mutes,
+    env: &mut Envelope,
+    tag: &str,
+    at: Timestamp,
+) -> Decision {
+    let mut decision = table.route_with(env, mutes);
     match until(env, tag, at) {
         Ok(Some(end)) => apply(table, &mut decision, env, tag, end),
         Ok(None) => {}

@@ -177,6 +177,10 @@ pub struct RoutingTable {
     pub sinks: BTreeMap<String, SinkConfig>,
 }
 
+/// Why each route is muted at one moment, and until when (`None`: it is not).
+#[derive(Debug, Clone, Default)]
+pub struct Mutes(Vec<Option<(String, Option<Timestamp>)>>);
+
 /// The decision for one alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -328,6 +332,18 @@ impl RoutingTable {
     /// Where one alert goes at `at`: a route muted then gives only its SNS
     /// sinks, and the decision says why.
     pub fn route_at(&self, env: &Envelope, at: Timestamp) -> Decision {
+        self.route_with(env, &self.mutes_at(at))
+    }
+
+    /// Every route's mute at `at`, in route order. The same for all the
+    /// envelopes of a batch: a batch asks once, and each envelope is routed
+    /// with [`RoutingTable::route_with`].
+    pub fn mutes_at(&self, at: Timestamp) -> Mutes {
+        Mutes(self.routes.iter().map(|r| r.muted_at(at)).collect())
+    }
+
+    /// Where one alert goes, with the routes' mutes of one moment.
+    pub fn route_with(&self, env: &Envelope, mutes: &Mutes) -> Decision {
         let mut decision = Decision {
             routes: Vec::new(),
             sinks: Vec::new(),
@@ -341,10 +357,10 @@ impl RoutingTable {
                 }
             }
         };
-        for route in &self.routes {
+        for (route, mute) in self.routes.iter().zip(&mutes.0) {
             if route.matches(env) {
                 decision.routes.push(route.name.clone());
-                match route.muted_at(at) {
+                match mute.clone() {
                     None => add(&route.sinks, &mut decision),
                     Some((reason, until)) => {
                         let (machines, people): (Vec<String>, Vec<String>) =
