@@ -229,22 +229,27 @@ impl MotoServer {
                     .expect("attribute definition"),
             );
         }
-        for k in props["KeySchema"].as_sequence().expect("KeySchema") {
-            create = create.key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(text(&k["AttributeName"]))
-                    .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
-                    .build()
-                    .expect("key schema element"),
-            );
-        }
+        let key_schema = |keys: &serde_yaml::Value| -> Vec<KeySchemaElement> {
+            keys.as_sequence()
+                .expect("a KeySchema")
+                .iter()
+                .map(|k| {
+                    KeySchemaElement::builder()
+                        .attribute_name(text(&k["AttributeName"]))
+                        .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
+                        .build()
+                        .expect("key schema element")
+                })
+                .collect()
+        };
+        create = create.set_key_schema(Some(key_schema(&props["KeySchema"])));
         for index in props["GlobalSecondaryIndexes"]
             .as_sequence()
             .into_iter()
             .flatten()
         {
             let projection = &index["Projection"];
-            let mut gsi = GlobalSecondaryIndex::builder()
+            let gsi = GlobalSecondaryIndex::builder()
                 .index_name(text(&index["IndexName"]))
                 .projection(
                     Projection::builder()
@@ -257,16 +262,8 @@ impl MotoServer {
                                 .map(|names| names.iter().map(text).collect()),
                         )
                         .build(),
-                );
-            for k in index["KeySchema"].as_sequence().expect("index KeySchema") {
-                gsi = gsi.key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(text(&k["AttributeName"]))
-                        .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
-                        .build()
-                        .expect("index key schema element"),
-                );
-            }
+                )
+                .set_key_schema(Some(key_schema(&index["KeySchema"])));
             create = create.global_secondary_indexes(gsi.build().expect("index"));
         }
         create

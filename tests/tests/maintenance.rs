@@ -14,11 +14,12 @@ use std::time::Duration;
 use alert_envelope::{AwsContext, Envelope, Status};
 use alert_manager_enricher::Enricher;
 use alert_manager_enricher::state::StateFailure;
+use alert_manager_tests::REGION;
 use alert_manager_tests::agent::receive_until;
-use alert_manager_tests::{REGION, Recorded};
 use jiff::Timestamp;
 use sinks_support::{
-    ROUTES_PARAM, Stack, enricher, envelope, pd_actions, records, routes, stack, state_store,
+    ROUTES_PARAM, Stack, accepted, enricher, envelope, pd_actions, records, routes, stack,
+    state_store,
 };
 
 const TABLE: &str = "alert-manager-state";
@@ -28,8 +29,9 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn accepted(requests: &[Recorded], status: u16) -> usize {
-    requests.iter().filter(|r| r.answered == status).count()
+/// The tick, as at `t`.
+async fn tick(e: &Enricher, t: &str) -> alert_manager_enricher::deliver::BatchReport {
+    e.tick_at(Duration::from_secs(5), at(t)).await.unwrap()
 }
 
 /// What people's sinks accepted: Slack, PagerDuty, the signed webhook.
@@ -91,16 +93,12 @@ async fn a_mute_interval_holds_the_alert_and_the_tick_after_it_delivers_it_once(
     assert_eq!(people(&s), [0, 0, 0], "people got nothing in the window");
 
     // A tick inside the window hands nothing over.
-    let r = e
-        .tick_at(Duration::from_secs(5), at("2026-12-06T23:59:00Z"))
-        .await
-        .unwrap();
+    let r = tick(&e, "2026-12-06T23:59:00Z").await;
     assert_eq!(r.counts.records, 0);
     assert_eq!(people(&s), [0, 0, 0]);
 
     // The first tick after it: each of people's sinks gets it, once.
-    let monday = at("2026-12-07T00:01:00Z");
-    let r = e.tick_at(Duration::from_secs(5), monday).await.unwrap();
+    let r = tick(&e, "2026-12-07T00:01:00Z").await;
     assert_eq!(
         (r.counts.records, r.counts.muted, r.failed_message_ids.len()),
         (1, 0, 0),
@@ -110,10 +108,7 @@ async fn a_mute_interval_holds_the_alert_and_the_tick_after_it_delivers_it_once(
     assert_eq!(pd_actions(&s), vec!["trigger"]);
 
     // The next tick, and SQS redelivering the record: nothing more.
-    let r = e
-        .tick_at(Duration::from_secs(5), at("2026-12-07T00:02:00Z"))
-        .await
-        .unwrap();
+    let r = tick(&e, "2026-12-07T00:02:00Z").await;
     assert_eq!(r.counts.records, 0, "released after its delivery");
     let r = e
         .process_at(
@@ -148,10 +143,7 @@ async fn an_alert_that_resolves_in_the_window_hands_over_only_its_resolve() {
             .await;
         assert_eq!(r.counts.muted, 1, "{:?}", r.counts);
     }
-    let r = e
-        .tick_at(Duration::from_secs(5), at("2026-12-07T00:01:00Z"))
-        .await
-        .unwrap();
+    let r = tick(&e, "2026-12-07T00:01:00Z").await;
     assert_eq!(
         r.counts.records, 1,
         "one held envelope per alert: the latest"
@@ -201,15 +193,9 @@ async fn an_instance_tagged_for_maintenance_is_muted_until_its_time() {
     assert_eq!(muted.until, Some(at("2026-12-02T14:00:00Z")));
     assert_eq!(people(&s), [0, 0, 0]);
 
-    let r = e
-        .tick_at(Duration::from_secs(5), at("2026-12-02T13:59:00Z"))
-        .await
-        .unwrap();
+    let r = tick(&e, "2026-12-02T13:59:00Z").await;
     assert_eq!(r.counts.records, 0, "still in maintenance");
-    let r = e
-        .tick_at(Duration::from_secs(5), at("2026-12-02T14:00:30Z"))
-        .await
-        .unwrap();
+    let r = tick(&e, "2026-12-02T14:00:30Z").await;
     assert_eq!((r.counts.records, r.counts.muted), (1, 0), "{r:?}");
     assert_eq!(people(&s), [1, 1, 1]);
 }

@@ -19,8 +19,8 @@ use alert_manager_tests::pipeline::FUNCTION;
 use alert_manager_tests::{Behavior, LambdaWatch, REGION, free_port, workspace_root};
 use serde_json::json;
 use sinks_support::{
-    ROUTES_PARAM, Stack, enricher, envelope, pd_actions, recorded_deliveries, records, sqs_event,
-    stack, state_store,
+    ROUTES_PARAM, Stack, accepted, enricher, envelope, pd_actions, recorded_deliveries, records,
+    sqs_event, stack, state_store,
 };
 
 const TABLE: &str = "alert-manager-state";
@@ -30,10 +30,6 @@ async fn stateful(s: &Stack) -> Enricher {
     enricher(s, Duration::from_secs(60))
         .await
         .with_state(state_store(&s.config, TABLE, StateFailure::Deliver))
-}
-
-fn accepted(requests: &[alert_manager_tests::Recorded], status: u16) -> usize {
-    requests.iter().filter(|r| r.answered == status).count()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -253,6 +253,11 @@ pub fn pd_actions(s: &Stack) -> Vec<String> {
         .collect()
 }
 
+/// Requests a receiver answered with `status`.
+pub fn accepted(requests: &[alert_manager_tests::Recorded], status: u16) -> usize {
+    requests.iter().filter(|r| r.answered == status).count()
+}
+
 pub fn records(envs: &[&Envelope]) -> Vec<Record> {
     envs.iter()
         .enumerate()
