@@ -33,6 +33,8 @@ use std::time::Duration;
 
 use alert_aws::{Deadline, Failure, classify_sdk_error};
 use alert_envelope::Envelope;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use jiff::Timestamp;
 
@@ -138,24 +140,18 @@ impl StateStore {
                 // Unprocessed keys mean the table is throttled: give it a moment.
                 tokio::time::sleep(Duration::from_millis(50 << round)).await;
             }
-            let timeout = deadline
-                .timeout(CALL_TIMEOUT)
-                .ok_or_else(Deadline::expired)?;
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
                 .build()
                 .map_err(|e| Failure::permanent("state_request", e.to_string()))?;
             *calls += 1;
-            let call = self
+            let send = self
                 .client
                 .batch_get_item()
                 .request_items(&self.config.table, request)
                 .send();
-            let out = tokio::time::timeout(timeout, call)
-                .await
-                .map_err(|_| Failure::retryable("timeout", "BatchGetItem timed out"))?
-                .map_err(|e| named("BatchGetItem", classify_sdk_error(&e)))?;
+            let out = call("BatchGetItem", deadline, send).await?;
             if let Some(found) = out.responses.and_then(|mut r| r.remove(&self.config.table)) {
                 items.extend(found);
             }
@@ -181,10 +177,7 @@ impl StateStore {
     /// for the tick: one `Query` of the sparse index `held`, at most
     /// [`TICK_BATCH`], the earliest window end first.
     pub async fn due(&self, at: Timestamp, deadline: &Deadline) -> Result<Vec<String>, Failure> {
-        let timeout = deadline
-            .timeout(CALL_TIMEOUT)
-            .ok_or_else(Deadline::expired)?;
-        let call = self
+        let send = self
             .client
             .query()
             .table_name(&self.config.table)
@@ -198,10 +191,7 @@ impl StateStore {
             .projection_expression("#e")
             .limit(TICK_BATCH as i32)
             .send();
-        let out = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Failure::retryable("timeout", "Query timed out"))?
-            .map_err(|e| named("Query", classify_sdk_error(&e)))?;
+        let out = call("Query", deadline, send).await?;
         Ok(out
             .items
             .unwrap_or_default()
@@ -209,6 +199,26 @@ impl StateStore {
             .filter_map(|i| i.get(item::HELD_ENVELOPE)?.as_s().ok().cloned())
             .collect())
     }
+}
+
+/// One DynamoDB call (its `send()`, not yet polled) within `deadline` and
+/// [`CALL_TIMEOUT`]: no time left, a timeout or an SDK error is a
+/// [`Failure`] naming the call.
+async fn call<T, E>(
+    name: &str,
+    deadline: &Deadline,
+    send: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<T, Failure>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let timeout = deadline
+        .timeout(CALL_TIMEOUT)
+        .ok_or_else(Deadline::expired)?;
+    tokio::time::timeout(timeout, send)
+        .await
+        .map_err(|_| Failure::retryable("timeout", format!("{name} timed out")))?
+        .map_err(|e| named(name, classify_sdk_error(&e)))
 }
 
 fn named(call: &str, f: Failure) -> Failure {

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 
 use super::item::{self, KEY, from_item, to_item};
 use super::ledger::{Entry, entry_of, replay};
-use super::{AlertState, CALL_TIMEOUT, Ledger, Saved, StateStore, WRITE_ATTEMPTS, named};
+use super::{AlertState, CALL_TIMEOUT, Ledger, Saved, StateStore, WRITE_ATTEMPTS, call, named};
 
 /// Items per `TransactWriteItems`: DynamoDB's limit.
 const TRANSACTION_ITEMS: usize = 100;
@@ -251,20 +251,14 @@ impl StateStore {
         entry: &mut Entry,
         deadline: &Deadline,
     ) -> Result<(), Failure> {
-        let timeout = deadline
-            .timeout(CALL_TIMEOUT)
-            .ok_or_else(Deadline::expired)?;
-        let call = self
+        let send = self
             .client
             .get_item()
             .table_name(&self.config.table)
             .key(KEY, AttributeValue::S(key.to_string()))
             .consistent_read(true)
             .send();
-        let out = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Failure::retryable("timeout", "GetItem timed out"))?
-            .map_err(|e| named("GetItem", classify_sdk_error(&e)))?;
+        let out = call("GetItem", deadline, send).await?;
         let now = jiff::Timestamp::now();
         let fresh = match out.item {
             Some(item) => entry_of(
