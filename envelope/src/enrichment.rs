@@ -37,6 +37,31 @@ pub struct Enrichment {
     /// attribute `muted=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted: Option<Muted>,
+    /// A storm rule of its route absorbed it: that route's people's sinks
+    /// got the group's summary instead of this alert. It reaches SNS with
+    /// the attribute `in_storm=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_storm: Option<InStorm>,
+    /// It changed state at least a flap rule's `transitions` times within
+    /// its `window`: people's sinks got one notice, and get its final state
+    /// once it is stable. It reaches SNS with the attribute `flapping=true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flapping: bool,
+}
+
+/// The storm that absorbed an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InStorm {
+    /// The route whose storm rule absorbed it.
+    pub route: String,
+    /// The group: the values of the rule's `group_by` fields, by field.
+    pub group: BTreeMap<String, String>,
+    /// The storm's key in the alert state store (and its summaries' id).
+    pub key: String,
+    /// When the storm began.
+    pub since: Timestamp,
+    /// The sinks that got the summary instead.
+    pub sinks: Vec<String>,
 }
 
 /// A mute: what held the alert back from people's sinks, and until when.

@@ -16,8 +16,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::enrichment::{
-    CloudWatchEnrichment, Ec2Enrichment, Enrichment, EnrichmentError, MetricPoint, MetricSummary,
-    Muted,
+    CloudWatchEnrichment, Ec2Enrichment, Enrichment, EnrichmentError, InStorm, MetricPoint,
+    MetricSummary, Muted,
 };
 pub use crate::id::{derive_id, label_fingerprint};
 use crate::webhook::{Alert, WebhookMessage, deserialize_naming_path, json_path};

@@ -19,6 +19,6 @@ pub mod webhook;
 
 pub use envelope::{
     AwsContext, CloudWatchEnrichment, Ec2Enrichment, Enrichment, EnrichmentError, Envelope,
-    EnvelopeError, KubernetesContext, MetricPoint, MetricSummary, Muted, SCHEMA_MAJOR, SCHEMA_V1,
-    Severity, Source, Status, derive_id, label_fingerprint, schema_major,
+    EnvelopeError, InStorm, KubernetesContext, MetricPoint, MetricSummary, Muted, SCHEMA_MAJOR,
+    SCHEMA_V1, Severity, Source, Status, derive_id, label_fingerprint, schema_major,
 };

@@ -49,6 +49,14 @@ pub struct Counts {
     pub state_errors: u64,
     /// Envelopes held back from people's sinks by a maintenance window.
     pub muted: u64,
+    /// Envelopes a storm absorbed (people's sinks got its summary instead).
+    pub in_storm: u64,
+    /// Storm summary updates people's sinks accepted.
+    pub storm_updates: u64,
+    /// Storm summary updates that failed (sent again on the next turn).
+    pub storm_update_failures: u64,
+    /// Storms closed (every alert resolved, or quiet for the window).
+    pub storms_closed: u64,
     /// DescribeInstances calls.
     pub describe_instances_calls: u64,
     /// GetMetricData calls.
@@ -78,6 +86,10 @@ impl Counts {
             ("Stale", self.stale),
             ("SkippedStale", self.skipped_stale),
             ("SkippedAlreadyDelivered", self.skipped_already_delivered),
+            ("InStorm", self.in_storm),
+            ("StormUpdates", self.storm_updates),
+            ("StormUpdateFailures", self.storm_update_failures),
+            ("StormsClosed", self.storms_closed),
             ("StateErrors", self.state_errors),
             ("Muted", self.muted),
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),

@@ -18,6 +18,7 @@ use crate::routing::RoutingTable;
 use crate::secrets::SecretStore;
 use crate::sinks::{HttpClient, Sink, SinkClients};
 use crate::state::{Ledger, StateStore, WRITE_RESERVE};
+use crate::storm::Storms;
 
 /// The Lambda's state, built once at init and shared by every invocation.
 #[derive(Debug)]
@@ -93,7 +94,10 @@ impl Enricher {
             records = self.due(&deadline, now).await?;
         }
         let total = records.len();
-        let report = self.process_at(records, deadline, now).await;
+        let mut report = self.process_at(records, deadline, now).await;
+        if kind == EventKind::Tick {
+            self.storm_tick(&deadline, now, &mut report).await;
+        }
         let now_ms = jiff::Timestamp::now().as_millisecond();
         println!("{}", report.counts.to_emf(now_ms));
         for doc in report.counts.sink_emf(now_ms) {
@@ -111,7 +115,45 @@ impl Enricher {
     ) -> Result<BatchReport, Error> {
         let deadline = deadline.into();
         let records = self.due(&deadline, now).await?;
-        Ok(self.process_at(records, deadline, now).await)
+        let mut report = self.process_at(records, deadline, now).await;
+        self.storm_tick(&deadline, now, &mut report).await;
+        Ok(report)
+    }
+
+    /// The tick's turn of the storms: the summary updates that waited for
+    /// their interval, and the closes of storms quiet for their window.
+    async fn storm_tick(
+        &self,
+        deadline: &Deadline,
+        now: jiff::Timestamp,
+        report: &mut BatchReport,
+    ) {
+        let Some(store) = &self.state else { return };
+        let (table, sinks) = self.routing(deadline).await;
+        if !table.routes.iter().any(|r| r.storm.is_some()) {
+            return;
+        }
+        match Storms::due(store, &table, deadline, now, report).await {
+            Ok(storms) => {
+                let sends = deadline.earlier(WRITE_RESERVE);
+                storms
+                    .update(
+                        store,
+                        &table,
+                        &sinks,
+                        &sends,
+                        deadline,
+                        &self.retry,
+                        now,
+                        report,
+                    )
+                    .await
+            }
+            Err(f) => {
+                report.counts.state_errors += 1;
+                tracing::error!(reason = %f.reason, detail = %f.detail, "tick: storms not read; their updates wait for the next tick");
+            }
+        }
     }
 
     /// The tick's records: the held envelopes whose window ended by `now`.
@@ -179,6 +221,7 @@ impl Enricher {
 
         let (table, sinks) = self.routing(&deadline).await;
         let mutes = table.mutes_at(now);
+        let mut noisy: Vec<Vec<usize>> = Vec::with_capacity(batch.envelopes.len());
         for env in &mut batch.envelopes {
             let tag = &self.config.maintenance_tag;
             let decision = crate::maintenance::route(&table, &mutes, env, tag, now);
@@ -192,6 +235,7 @@ impl Enricher {
             let enrichment = env.enrichment.get_or_insert_with(Default::default);
             enrichment.routed_to = decision.sinks;
             enrichment.muted = decision.muted;
+            noisy.push(decision.noisy);
         }
 
         let mut ledger = match &self.state {
@@ -203,6 +247,22 @@ impl Enricher {
                 Some(ledger) => ledger,
                 None => return report,
             },
+        };
+
+        let storms = match &self.state {
+            Some(store) if ledger.unavailable.is_none() => {
+                Storms::absorb(
+                    store,
+                    &table,
+                    &mut batch,
+                    &noisy,
+                    &deadline,
+                    now,
+                    &mut report,
+                )
+                .await
+            }
+            _ => Storms::default(),
         };
 
         let mut delivery_deadline = match self.config.delivery_deadline {
@@ -226,6 +286,20 @@ impl Enricher {
             &mut report,
         )
         .await;
+        if let Some(store) = &self.state {
+            storms
+                .update(
+                    store,
+                    &table,
+                    &sinks,
+                    &delivery_deadline,
+                    &deadline,
+                    &self.retry,
+                    now,
+                    &mut report,
+                )
+                .await;
+        }
         report
     }
 

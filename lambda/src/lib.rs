@@ -30,6 +30,7 @@ pub mod routing;
 pub mod secrets;
 pub mod sinks;
 pub mod state;
+pub mod storm;
 
 pub use app::route_dry_run;
 pub use config::EnricherConfig;

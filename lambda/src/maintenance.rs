@@ -77,6 +77,8 @@ fn apply(table: &RoutingTable, decision: &mut Decision, env: &Envelope, tag: &st
     if held.is_empty() {
         return;
     }
+    // Nothing reaches people now, so no storm or flap rule counts it.
+    decision.noisy.clear();
     decision.muted = Some(Muted {
         reason: format!("instance {instance}: {tag} {end}"),
         until: Some(end),

@@ -17,16 +17,20 @@
 //! `aws.<field>`, `enrichment.ec2.tags.<key>` (the key may contain dots or
 //! colons, e.g. `enrichment.ec2.tags.aws:autoscaling:groupName`).
 
+mod decide;
 mod matcher;
+pub mod noise;
 pub mod time_intervals;
 
 use std::collections::BTreeMap;
 
-use alert_envelope::{Envelope, Muted};
+use alert_envelope::Envelope;
 use jiff::Timestamp;
 use serde::Deserialize;
 
+pub use decide::{Decision, Mutes};
 pub use matcher::{Field, Matcher};
+pub use noise::{FlapDocument, FlapRule, StormDocument, StormRule};
 pub use time_intervals::{TimeInterval, TimeIntervalDocument};
 
 use crate::sinks::SinkConfig;
@@ -82,6 +86,14 @@ pub struct RouteDocument {
     /// Outside all of these intervals the route is muted as above.
     #[serde(default)]
     pub active_time_intervals: Vec<String>,
+    /// Many alerts of one group at once become one summary per people's
+    /// sink: `{threshold: 20, window: 5m, group_by: [cluster, alertname]}`.
+    #[serde(default)]
+    pub storm: Option<StormDocument>,
+    /// An alert that keeps changing state gets one notice, then its final
+    /// state once stable: `{transitions: 4, window: 30m}`.
+    #[serde(default)]
+    pub flap: Option<FlapDocument>,
 }
 
 /// A problem in the document, with the path of the offending field.
@@ -109,6 +121,10 @@ pub struct Route {
     pub mute_time_intervals: Vec<TimeInterval>,
     /// Muted unless one holds.
     pub active_time_intervals: Vec<TimeInterval>,
+    /// Its storm rule.
+    pub storm: Option<StormRule>,
+    /// Its flap rule.
+    pub flap: Option<FlapRule>,
 }
 
 impl Route {
@@ -175,22 +191,6 @@ pub struct RoutingTable {
     pub default: Vec<String>,
     /// Declared sinks (without the implicit `enriched`).
     pub sinks: BTreeMap<String, SinkConfig>,
-}
-
-/// Why each route is muted at one moment, and until when (`None`: it is not).
-#[derive(Debug, Clone, Default)]
-pub struct Mutes(Vec<Option<(String, Option<Timestamp>)>>);
-
-/// The decision for one alert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// Names of the routes that matched, in order (empty: the default route).
-    pub routes: Vec<String>,
-    /// Sinks, each once, in first-mentioned order.
-    pub sinks: Vec<String>,
-    /// The first mute of a matched route that held people's sinks back
-    /// (those not in `sinks`).
-    pub muted: Option<Muted>,
 }
 
 impl RoutingTable {
@@ -297,7 +297,13 @@ impl RoutingTable {
                 let m = Matcher::parse(text).map_err(|m| err(path.clone(), m))?;
                 matchers.push((f, m));
             }
+            let path = format!("routes[{i}]");
+            let people = r.sinks.iter().filter(|s| !is_sns(&doc.sinks, s)).count();
+            let storm = r.storm.as_ref().map(|d| d.compile(&path, people));
+            let flap = r.flap.as_ref().map(|d| d.compile(&path));
             routes.push(Route {
+                storm: storm.transpose()?,
+                flap: flap.transpose()?,
                 name: r.name.clone().unwrap_or_else(|| format!("routes[{i}]")),
                 matchers,
                 sinks: r.sinks.clone(),
@@ -323,84 +329,13 @@ impl RoutingTable {
             sinks: doc.sinks,
         })
     }
+}
 
-    /// Where one alert goes now.
-    pub fn route(&self, env: &Envelope) -> Decision {
-        self.route_at(env, Timestamp::now())
-    }
-
-    /// Where one alert goes at `at`: a route muted then gives only its SNS
-    /// sinks, and the decision says why.
-    pub fn route_at(&self, env: &Envelope, at: Timestamp) -> Decision {
-        self.route_with(env, &self.mutes_at(at))
-    }
-
-    /// Every route's mute at `at`, in route order. The same for all the
-    /// envelopes of a batch: a batch asks once, and each envelope is routed
-    /// with [`RoutingTable::route_with`].
-    pub fn mutes_at(&self, at: Timestamp) -> Mutes {
-        Mutes(self.routes.iter().map(|r| r.muted_at(at)).collect())
-    }
-
-    /// Where one alert goes, with the routes' mutes of one moment.
-    pub fn route_with(&self, env: &Envelope, mutes: &Mutes) -> Decision {
-        let mut decision = Decision {
-            routes: Vec::new(),
-            sinks: Vec::new(),
-            muted: None,
-        };
-        let mut held: Vec<String> = Vec::new();
-        let add = |sinks: &[String], d: &mut Decision| {
-            for s in sinks {
-                if !d.sinks.contains(s) {
-                    d.sinks.push(s.clone());
-                }
-            }
-        };
-        for (route, mute) in self.routes.iter().zip(&mutes.0) {
-            if route.matches(env) {
-                decision.routes.push(route.name.clone());
-                match mute.clone() {
-                    None => add(&route.sinks, &mut decision),
-                    Some((reason, until)) => {
-                        let (machines, people): (Vec<String>, Vec<String>) =
-                            route.sinks.iter().cloned().partition(|s| self.is_sns(s));
-                        add(&machines, &mut decision);
-                        held.extend(people);
-                        decision.muted.get_or_insert(Muted {
-                            reason,
-                            until,
-                            sinks: Vec::new(),
-                        });
-                    }
-                }
-                if !route.continue_matching {
-                    break;
-                }
-            }
-        }
-        if decision.routes.is_empty() {
-            add(&self.default, &mut decision);
-        }
-        if let Some(m) = &mut decision.muted {
-            // A sink an unmuted route also takes is not held back.
-            for s in held {
-                if !decision.sinks.contains(&s) && !m.sinks.contains(&s) {
-                    m.sinks.push(s);
-                }
-            }
-        }
-        if decision.muted.as_ref().is_some_and(|m| m.sinks.is_empty()) {
-            decision.muted = None;
-        }
-        decision
-    }
-
-    /// Whether `sink` is an SNS topic (machines' sink, never muted).
-    pub fn is_sns(&self, sink: &str) -> bool {
-        match self.sinks.get(sink) {
-            Some(config) => matches!(config, SinkConfig::Sns(_)),
-            None => sink == ENRICHED_SINK,
-        }
+/// Whether `sink` of `declared` is an SNS topic (machines' sink, never
+/// muted or summarised).
+fn is_sns(declared: &BTreeMap<String, SinkConfig>, sink: &str) -> bool {
+    match declared.get(sink) {
+        Some(config) => matches!(config, SinkConfig::Sns(_)),
+        None => sink == ENRICHED_SINK,
     }
 }

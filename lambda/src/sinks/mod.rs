@@ -39,6 +39,8 @@ pub use webhook::{WebhookConfig, WebhookSink};
 
 use crate::secrets::{SecretRef, SecretStore};
 use crate::state::SinkRecord;
+use crate::storm::SummaryRecord;
+use crate::storm::summary::Summary;
 
 /// A sink as declared in the routing document, by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -219,6 +221,41 @@ impl Sink {
                 .await
             }
         }
+    }
+}
+
+impl Sink {
+    /// Sends one update of a storm's summary through the retry stage, and
+    /// answers the sink's record of it. Slack's incoming webhooks cannot
+    /// edit a message, so they get the first summary and the final one only.
+    pub async fn summarize(
+        &self,
+        summary: &Summary,
+        prior: &SummaryRecord,
+        deadline: &Deadline,
+        retry: &RetryStage,
+    ) -> Result<SummaryRecord, Failure> {
+        let closed = summary.status == "closed";
+        retry
+            .run(deadline, http::ATTEMPT_TIMEOUT, |timeout| async move {
+                match self {
+                    Sink::Sns(_) => {}
+                    Sink::Slack(s) if prior.updates == 0 || closed => {
+                        s.post(&summary.slack(), timeout).await?
+                    }
+                    Sink::Slack(_) => {}
+                    Sink::SlackApp(s) => return s.summarize(summary, prior, timeout).await,
+                    Sink::PagerDuty(s) => s.send(|key| summary.pagerduty(key), timeout).await?,
+                    Sink::Webhook(s) => {
+                        let body = serde_json::to_vec(summary)
+                            .map_err(|e| Failure::permanent("encode", e.to_string()))?;
+                        let id = format!("{}#{}", summary.key, summary.update);
+                        s.post(body, &id, timeout).await?
+                    }
+                }
+                Ok(prior.clone())
+            })
+            .await
     }
 }
 

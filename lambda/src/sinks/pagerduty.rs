@@ -70,8 +70,17 @@ impl PagerDutySink {
 
     /// One attempt; [`super::Sink::deliver`] runs it through the retry stage.
     pub async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+        self.send(|key| event(env, key), timeout).await
+    }
+
+    /// Sends the event `body(routing_key)` (an alert's, or a storm's).
+    pub(super) async fn send(
+        &self,
+        body: impl FnOnce(&str) -> Value,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
         let key = secret(self.secrets.as_deref(), &self.config.routing_key, timeout).await?;
-        let body = serde_json::to_vec(&event(env, key.expose()))
+        let body = serde_json::to_vec(&body(key.expose()))
             .map_err(|e| Failure::permanent("encode", e.to_string()))?;
         post_json(self.http.get(), &self.config.url, &[], body, timeout).await
     }

@@ -84,12 +84,18 @@ impl SlackSink {
 
     /// One attempt; [`super::Sink::deliver`] runs it through the retry stage.
     pub async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
+        self.post(&message(env, &self.config.key_tags), timeout)
+            .await
+    }
+
+    /// Posts one message (an alert's, or a storm summary).
+    pub(super) async fn post(&self, message: &Value, timeout: Duration) -> Result<(), Failure> {
         // The webhook URL is the secret; it is never formatted into an error.
         let url = secret(self.secrets.as_deref(), &self.config.webhook_url, timeout).await?;
         super::http::validate_url("webhook_url", url.expose(), self.config.allow_http)
             .map_err(|e| Failure::permanent("insecure_url", e.to_string()))?;
-        let body = serde_json::to_vec(&message(env, &self.config.key_tags))
-            .map_err(|e| Failure::permanent("encode", e.to_string()))?;
+        let body =
+            serde_json::to_vec(message).map_err(|e| Failure::permanent("encode", e.to_string()))?;
         post_json(self.http.get(), url.expose(), &[], body, timeout).await
     }
 }

@@ -25,6 +25,8 @@ use super::slack_api::verdict;
 use super::{secret, validate_secret};
 use crate::secrets::{SecretRef, SecretStore};
 use crate::state::SinkRecord;
+use crate::storm::SummaryRecord;
+use crate::storm::summary::Summary;
 
 /// Where the Web API lives (`SLACK_API_URL` overrides it).
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
@@ -164,6 +166,71 @@ impl SlackAppSink {
         })
     }
 
+    /// The bot token as an `Authorization` header.
+    async fn auth(&self, timeout: Duration) -> Result<[(&'static str, String); 1], Failure> {
+        let token = secret(self.secrets.as_deref(), &self.config.bot_token, timeout).await?;
+        if !token.expose().starts_with("xoxb-") {
+            return Err(Failure::permanent(
+                "invalid_auth",
+                "bot_token is not a bot token (xoxb-…)",
+            ));
+        }
+        Ok([("Authorization", format!("Bearer {}", token.expose()))])
+    }
+
+    /// One Web API call, its `ok:false` mapped to the one verdict.
+    async fn call(
+        &self,
+        auth: &[(&'static str, String)],
+        method: &'static str,
+        body: Value,
+        timeout: Duration,
+    ) -> Result<Value, Failure> {
+        let url = format!("{}/{method}", self.api);
+        let body =
+            serde_json::to_vec(&body).map_err(|e| Failure::permanent("encode", e.to_string()))?;
+        let a = post(self.http.get(), &url, auth, body, timeout).await?;
+        verdict(a.status, a.retry_after.as_deref(), &a.body).map_err(|f| Failure {
+            detail: format!("{method}: {}", f.detail),
+            ..f
+        })
+    }
+
+    /// One attempt at a storm's summary: posted the first time, then
+    /// updated in place; the final update also replies in its thread.
+    pub(super) async fn summarize(
+        &self,
+        summary: &Summary,
+        prior: &SummaryRecord,
+        timeout: Duration,
+    ) -> Result<SummaryRecord, Failure> {
+        let auth = self.auth(timeout).await?;
+        let mut msg = summary.slack();
+        let mut record = prior.clone();
+        match (&prior.channel, &prior.ts) {
+            (Some(channel), Some(ts)) => {
+                msg["channel"] = json!(channel);
+                msg["ts"] = json!(ts);
+                self.call(&auth, "chat.update", msg, timeout).await?;
+            }
+            _ => {
+                msg["channel"] = json!(self.config.channel);
+                let answer = self.call(&auth, "chat.postMessage", msg, timeout).await?;
+                record.channel = answer["channel"].as_str().map(String::from);
+                record.ts = answer["ts"].as_str().map(String::from);
+            }
+        }
+        if let (true, Some(channel), Some(ts)) =
+            (summary.status == "closed", &record.channel, &record.ts)
+        {
+            let (firing, resolved) = (summary.firing, summary.resolved);
+            let text = format!("✅ Storm over: {resolved} resolved, {firing} still firing");
+            let reply = json!({"channel": channel, "thread_ts": ts, "text": text});
+            self.call(&auth, "chat.postMessage", reply, timeout).await?;
+        }
+        Ok(record)
+    }
+
     /// One attempt: the calls `env` needs, and the record they leave.
     pub async fn attempt(
         &self,
@@ -176,27 +243,8 @@ impl SlackAppSink {
         if action == Action::Quiet {
             return Ok(None);
         }
-        let token = secret(self.secrets.as_deref(), &self.config.bot_token, timeout).await?;
-        if !token.expose().starts_with("xoxb-") {
-            return Err(Failure::permanent(
-                "invalid_auth",
-                "bot_token is not a bot token (xoxb-…)",
-            ));
-        }
-        let auth = [("Authorization", format!("Bearer {}", token.expose()))];
-        let call = |method: &'static str, body: Value| {
-            let url = format!("{}/{method}", self.api);
-            let auth = &auth;
-            async move {
-                let body = serde_json::to_vec(&body)
-                    .map_err(|e| Failure::permanent("encode", e.to_string()))?;
-                let a = post(self.http.get(), &url, auth, body, timeout).await?;
-                verdict(a.status, a.retry_after.as_deref(), &a.body).map_err(|f| Failure {
-                    detail: format!("{method}: {}", f.detail),
-                    ..f
-                })
-            }
-        };
+        let auth = self.auth(timeout).await?;
+        let call = |method: &'static str, body: Value| self.call(&auth, method, body, timeout);
         let mut msg = message(env, &self.config.key_tags);
         let mut record = prior.cloned().unwrap_or_default();
         match action {

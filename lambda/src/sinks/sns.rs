@@ -109,11 +109,17 @@ fn attributes(env: &Envelope) -> MessageAttributes {
     {
         let _ = attributes.insert("instance_type", t);
     }
-    if env.enrichment.as_ref().is_some_and(|e| e.stale) {
-        let _ = attributes.insert("stale", "true");
-    }
-    if env.enrichment.as_ref().is_some_and(|e| e.muted.is_some()) {
-        let _ = attributes.insert("muted", "true");
+    if let Some(e) = &env.enrichment {
+        for (set, name) in [
+            (e.stale, "stale"),
+            (e.muted.is_some(), "muted"),
+            (e.in_storm.is_some(), "in_storm"),
+            (e.flapping, "flapping"),
+        ] {
+            if set {
+                let _ = attributes.insert(name, "true");
+            }
+        }
     }
     attributes
 }

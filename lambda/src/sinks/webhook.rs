@@ -82,16 +82,27 @@ impl WebhookSink {
     /// One attempt, signed anew with the current time;
     /// [`super::Sink::deliver`] runs it through the retry stage.
     pub async fn attempt(&self, env: &Envelope, timeout: Duration) -> Result<(), Failure> {
-        let key = secret(self.secrets.as_deref(), &self.config.hmac_key, timeout).await?;
         let body =
             serde_json::to_vec(env).map_err(|e| Failure::permanent("encode", e.to_string()))?;
+        self.post(body, &env.id, timeout).await
+    }
+
+    /// Posts `body` signed, with `id` in [`ID_HEADER`] (an envelope's id, or
+    /// `<storm key>#<update>`).
+    pub(super) async fn post(
+        &self,
+        body: Vec<u8>,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let key = secret(self.secrets.as_deref(), &self.config.hmac_key, timeout).await?;
         let t = jiff::Timestamp::now().as_second();
         let headers = [
             (
                 SIGNATURE_HEADER,
                 signature(key.expose().as_bytes(), t, &body),
             ),
-            (ID_HEADER, env.id.clone()),
+            (ID_HEADER, id.to_string()),
         ];
         post_json(self.http.get(), &self.config.url, &headers, body, timeout).await
     }

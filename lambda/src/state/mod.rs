@@ -26,6 +26,7 @@ pub mod config;
 pub mod item;
 pub mod ledger;
 mod steps;
+mod storms;
 mod write;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ pub use config::{StateConfig, StateFailure};
 use item::{KEY, from_item};
 use ledger::entry_of;
 pub use ledger::{Ledger, key};
+pub use storms::{STORM_SHARD, StoredStorm};
 
 /// `BatchGetItem` takes at most 100 keys.
 const KEYS_PER_READ: usize = 100;

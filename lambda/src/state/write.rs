@@ -178,7 +178,7 @@ impl StateStore {
             let version = entry.version.map_or(1, |v| v + 1);
             to_item(key, s, version, self.expires_at(s))
         });
-        let (expression, names, values) = condition(entry);
+        let (expression, names, values) = condition(entry.version);
         let put = Put::builder()
             .table_name(&self.config.table)
             .set_item(item)
@@ -205,7 +205,7 @@ impl StateStore {
             };
             let version = entry.version.map_or(1, |v| v + 1);
             let item = to_item(key, state, version, self.expires_at(state));
-            let (expression, names, values) = condition(&entry);
+            let (expression, names, values) = condition(entry.version);
             let put = self
                 .client
                 .put_item()
@@ -291,8 +291,8 @@ type Values = Option<HashMap<String, AttributeValue>>;
 
 /// The condition of an alert's write: still the version read, or still no
 /// item when none was read.
-fn condition(entry: &Entry) -> (&'static str, Names, Values) {
-    match entry.version {
+pub(super) fn condition(version: Option<u64>) -> (&'static str, Names, Values) {
+    match version {
         Some(v) => (
             "#v = :v",
             HashMap::from([("#v".to_string(), item::VERSION.to_string())]),
