@@ -24,7 +24,14 @@ pub struct StateConfig {
     pub ttl: Duration,
     /// When the store cannot be used.
     pub failure: StateFailure,
+    /// Longest single DynamoDB call ([`DEFAULT_CALL_TIMEOUT`]); the
+    /// invocation's deadline may cut it shorter.
+    pub call_timeout: Duration,
 }
+
+/// DynamoDB answers in milliseconds; a call that takes 2 s is better
+/// failed (and the batch delivered at least once) than waited for.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl StateConfig {
     /// The settings; errors name the variable.
@@ -37,6 +44,7 @@ impl StateConfig {
             table,
             ttl: Duration::from_secs(ttl_hours * 3600),
             failure,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         })
     }
 }

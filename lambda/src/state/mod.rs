@@ -53,8 +53,6 @@ const READ_ROUNDS: usize = 4;
 /// Attempts of one alert's conditional write when other invocations keep
 /// writing the same item.
 const WRITE_ATTEMPTS: usize = 3;
-/// Longest single DynamoDB call; the deadline may cut it shorter.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Held envelopes handed over per tick (one `Query` page).
 pub const TICK_BATCH: usize = 100;
 /// Time kept after delivery for the state writes.
@@ -153,7 +151,7 @@ impl StateStore {
                 .batch_get_item()
                 .request_items(&self.config.table, request)
                 .send();
-            let out = call("BatchGetItem", deadline, send).await?;
+            let out = call("BatchGetItem", deadline, self.config.call_timeout, send).await?;
             if let Some(found) = out.responses.and_then(|mut r| r.remove(&self.config.table)) {
                 items.extend(found);
             }
@@ -193,7 +191,7 @@ impl StateStore {
             .projection_expression("#e")
             .limit(TICK_BATCH as i32)
             .send();
-        let out = call("Query", deadline, send).await?;
+        let out = call("Query", deadline, self.config.call_timeout, send).await?;
         Ok(out
             .items
             .unwrap_or_default()
@@ -204,19 +202,18 @@ impl StateStore {
 }
 
 /// One DynamoDB call (its `send()`, not yet polled) within `deadline` and
-/// [`CALL_TIMEOUT`]: no time left, a timeout or an SDK error is a
+/// `cap`: no time left, a timeout or an SDK error is a
 /// [`Failure`] naming the call.
 async fn call<T, E>(
     name: &str,
     deadline: &Deadline,
+    cap: Duration,
     send: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
 ) -> Result<T, Failure>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let timeout = deadline
-        .timeout(CALL_TIMEOUT)
-        .ok_or_else(Deadline::expired)?;
+    let timeout = deadline.timeout(cap).ok_or_else(Deadline::expired)?;
     tokio::time::timeout(timeout, send)
         .await
         .map_err(|_| Failure::retryable("timeout", format!("{name} timed out")))?

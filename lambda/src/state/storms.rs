@@ -18,7 +18,7 @@ use jiff::Timestamp;
 
 use super::item::{EXPIRES_AT, HELD_INDEX, HELD_SHARD, HELD_UNTIL, KEY, VERSION};
 use super::write::condition;
-use super::{CALL_TIMEOUT, StateStore, call, named};
+use super::{StateStore, call, named};
 use crate::storm::StormState;
 
 /// The index shard of storms that need a turn.
@@ -89,7 +89,7 @@ impl StateStore {
         deadline: &Deadline,
     ) -> Result<bool, Failure> {
         let timeout = deadline
-            .timeout(CALL_TIMEOUT)
+            .timeout(self.config.call_timeout)
             .ok_or_else(Deadline::expired)?;
         let json = serde_json::to_string(state)
             .map_err(|e| Failure::permanent("encode", e.to_string()))?;
@@ -157,7 +157,7 @@ impl StateStore {
             .projection_expression("#k")
             .limit(super::TICK_BATCH as i32)
             .send();
-        let out = call("Query", deadline, send).await?;
+        let out = call("Query", deadline, self.config.call_timeout, send).await?;
         Ok(out
             .items
             .unwrap_or_default()

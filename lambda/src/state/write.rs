@@ -20,7 +20,7 @@ use jiff::Timestamp;
 
 use super::item::{self, KEY, from_item, to_item};
 use super::ledger::{Entry, entry_of, replay};
-use super::{AlertState, CALL_TIMEOUT, Ledger, Saved, StateStore, WRITE_ATTEMPTS, call, named};
+use super::{AlertState, Ledger, Saved, StateStore, WRITE_ATTEMPTS, call, named};
 
 /// Items per `TransactWriteItems`: DynamoDB's limit.
 const TRANSACTION_ITEMS: usize = 100;
@@ -96,7 +96,7 @@ impl StateStore {
                 saved.failed.push((key, f.clone()));
             }
         };
-        let Some(timeout) = deadline.timeout(CALL_TIMEOUT) else {
+        let Some(timeout) = deadline.timeout(self.config.call_timeout) else {
             return fail_all(saved, group, Deadline::expired());
         };
         let items: Result<Vec<TransactWriteItem>, _> = group
@@ -200,7 +200,7 @@ impl StateStore {
             let Some(state) = &entry.state else {
                 return (calls, Ok(()));
             };
-            let Some(timeout) = deadline.timeout(CALL_TIMEOUT) else {
+            let Some(timeout) = deadline.timeout(self.config.call_timeout) else {
                 return (calls, Err(Deadline::expired()));
             };
             let version = entry.version.map_or(1, |v| v + 1);
@@ -258,7 +258,7 @@ impl StateStore {
             .key(KEY, AttributeValue::S(key.to_string()))
             .consistent_read(true)
             .send();
-        let out = call("GetItem", deadline, send).await?;
+        let out = call("GetItem", deadline, self.config.call_timeout, send).await?;
         let now = jiff::Timestamp::now();
         let fresh = match out.item {
             Some(item) => entry_of(

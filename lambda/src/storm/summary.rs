@@ -180,13 +180,15 @@ impl Summary {
                 line
             })
             .collect();
-        let mut blocks = vec![
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": headline}}),
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": lines.join("\n")}}),
-        ];
+        // Slack refuses a section text over 3,000 characters.
+        let section = |text: &str| {
+            let text: String = text.chars().take(3000).collect();
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        };
+        let mut blocks = vec![section(&headline), section(&lines.join("\n"))];
         if !first.is_empty() {
             let text = format!("*First {} alerts:*\n{}", first.len(), first.join("\n"));
-            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+            blocks.push(section(&text));
         }
         json!({"text": headline, "blocks": blocks})
     }

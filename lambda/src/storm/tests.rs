@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::routing::StormDocument;
-use alert_envelope::Source;
+use alert_envelope::{Source, Status};
 
 fn rule(threshold: u32) -> StormRule {
     StormDocument {
