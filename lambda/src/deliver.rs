@@ -312,7 +312,13 @@ fn record(
         if refused.is_empty() {
             report.counts.delivered += 1;
         }
-        if env.enrichment.as_ref().is_none_or(|e| e.muted.is_none()) {
+        // A muted or flapping envelope may be held for the tick: only one
+        // that went to people's sinks in full ends the hold.
+        if env
+            .enrichment
+            .as_ref()
+            .is_none_or(|e| e.muted.is_none() && !e.flapping)
+        {
             ledger.release(env);
         }
         let degraded = env

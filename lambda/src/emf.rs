@@ -51,6 +51,11 @@ pub struct Counts {
     pub muted: u64,
     /// Envelopes a storm absorbed (people's sinks got its summary instead).
     pub in_storm: u64,
+    /// Envelopes of flapping alerts (marked `flapping`).
+    pub flapping: u64,
+    /// Flapping notices: the one message each people's sink gets when an
+    /// alert starts flapping.
+    pub flap_notices: u64,
     /// Storm summary updates people's sinks accepted.
     pub storm_updates: u64,
     /// Storm summary updates that failed (sent again on the next turn).
@@ -90,6 +95,8 @@ impl Counts {
             ("StormUpdates", self.storm_updates),
             ("StormUpdateFailures", self.storm_update_failures),
             ("StormsClosed", self.storms_closed),
+            ("Flapping", self.flapping),
+            ("FlapNotices", self.flap_notices),
             ("StateErrors", self.state_errors),
             ("Muted", self.muted),
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),

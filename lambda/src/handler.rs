@@ -235,6 +235,8 @@ impl Enricher {
             let enrichment = env.enrichment.get_or_insert_with(Default::default);
             enrichment.routed_to = decision.sinks;
             enrichment.muted = decision.muted;
+            // A held envelope comes back on the tick: judged afresh.
+            enrichment.flapping = false;
             noisy.push(decision.noisy);
         }
 
@@ -264,6 +266,7 @@ impl Enricher {
             }
             _ => Storms::default(),
         };
+        crate::flap::apply(&table, &mut batch, &noisy, &mut ledger, now, &mut report);
 
         let mut delivery_deadline = match self.config.delivery_deadline {
             Some(cap) => deadline.capped(cap),

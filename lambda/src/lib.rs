@@ -23,6 +23,7 @@ pub mod deliver;
 pub mod emf;
 pub mod enrich;
 pub mod event;
+pub mod flap;
 pub mod handler;
 pub mod maintenance;
 pub mod routes_source;

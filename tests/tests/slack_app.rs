@@ -2,7 +2,7 @@
 //! moto's DynamoDB, against a Web API stand-in that refuses what Slack
 //! refuses: one message per alert's life, updated in place on resolve, with
 //! its thread; repeats within `repeat_interval` quiet; Slack's errors as
-//! the one verdict.
+//! the one verdict; a flapping alert's one notice and its final state.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -10,10 +10,12 @@ mod sinks_support;
 
 use std::time::Duration;
 
-use alert_envelope::{Envelope, Status};
+use alert_envelope::{Envelope, Status, derive_id};
 use alert_manager_enricher::Enricher;
 use alert_manager_enricher::state::StateFailure;
 use alert_manager_tests::SlackApi;
+use alert_manager_tests::agent::receive_until;
+use jiff::{SignedDuration, Timestamp};
 use sinks_support::{
     ROUTES_PARAM, Stack, enricher_with_args, envelope, pd_actions, records, stack, state_store,
 };
@@ -55,9 +57,16 @@ sinks:
     url: {pd}
     allow_http: true
 routes:
+  - name: topic
+    sinks: [enriched]
+    continue: true
   - name: payments
     match: {{labels.team: payments}}
     sinks: [payments-slack, team-pd]
+  - name: flappy
+    match: {{labels.team: flappy}}
+    sinks: [payments-slack, team-pd]
+    flap: {{transitions: 4, window: 30m}}
   - name: gone
     match: {{labels.team: gone}}
     sinks: [gone-slack]
@@ -217,5 +226,162 @@ async fn invalid_auth_is_permanent_counted_and_the_token_is_not_in_the_report() 
         pd_actions(&s),
         vec!["trigger"],
         "the other sink still got it"
+    );
+}
+
+/// Cycle `c` of a flapping alert: it fires at `t0 + 200 c` s (a new
+/// `starts_at`, as Prometheus gives a re-fired alert) and resolves 100 s later.
+fn flap_cycle(t0: Timestamp, c: i64) -> (Envelope, Envelope) {
+    let starts = t0 + SignedDuration::from_secs(200 * c);
+    let mut firing = envelope("DiskPressure", "flappy", Status::Firing);
+    firing.starts_at = starts;
+    firing.id = derive_id("prod", &firing.fingerprint, Status::Firing, starts, None);
+    let mut resolved = firing.clone();
+    resolved.status = Status::Resolved;
+    resolved.ends_at = Some(starts + SignedDuration::from_secs(100));
+    resolved.id = derive_id("prod", &firing.fingerprint, Status::Resolved, starts, None);
+    (firing, resolved)
+}
+
+/// The Slack calls and PagerDuty events so far: (method, flapping?) and (action, flapping?).
+/// Calls in order: (Slack method or PagerDuty action, marked flapping?).
+type Calls = Vec<(String, bool)>;
+
+fn people_calls(s: &Stack, api: &SlackApi) -> (Calls, Calls) {
+    let slack = api
+        .calls()
+        .iter()
+        .map(|c| {
+            (
+                c.method.clone(),
+                c.body.to_string().contains("FLAPPING") || c.body.to_string().contains("Flapping"),
+            )
+        })
+        .collect();
+    let pd = s
+        .pagerduty
+        .requests()
+        .iter()
+        .filter(|r| r.answered == 202)
+        .map(|r| {
+            let j = r.json.as_ref().unwrap();
+            (
+                j["event_action"].as_str().unwrap().to_string(),
+                j.to_string().contains("[flapping]"),
+            )
+        })
+        .collect();
+    (slack, pd)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_flipped_6_times_in_10_minutes_gets_one_notice_then_its_final_state_once_stable() {
+    let (s, api) = app_stack().await;
+    let e = app_enricher(&s, &api).await;
+    let t0: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+    // F R F R F R F: 6 changes, 100 s apart; the rule is 4 within 30 min.
+    let mut flips = Vec::new();
+    for c in 0..4 {
+        let (f, r) = flap_cycle(t0, c);
+        flips.push(f);
+        if c < 3 {
+            flips.push(r);
+        }
+    }
+    let mut seen = Vec::new();
+    for (k, env) in flips.iter().enumerate() {
+        let at = t0 + SignedDuration::from_secs(100 * k as i64);
+        let r = e
+            .process_at(records(&[env]), Duration::from_secs(5), at)
+            .await;
+        assert!(r.failed_message_ids.is_empty(), "flip {k}: {r:?}");
+        seen.push(people_calls(&s, &api));
+    }
+    // Before the 4th change: each change reached people as usual.
+    let (slack, pd) = &seen[3];
+    assert!(
+        slack.iter().all(|(_, f)| !f) && pd.iter().all(|(_, f)| !f),
+        "{slack:?} {pd:?}"
+    );
+    assert_eq!(pd.len(), 4, "trigger, resolve, trigger, resolve: {pd:?}");
+    // The 4th change: one notice per sink; the original message updated and a reply.
+    let (slack4, pd4) = &seen[4];
+    let notice: Vec<_> = slack4[slack.len()..].to_vec();
+    assert_eq!(
+        notice,
+        vec![
+            ("chat.update".to_string(), true),
+            ("chat.postMessage".to_string(), true)
+        ],
+        "{slack4:?}"
+    );
+    assert_eq!(pd4[pd.len()..], [("trigger".to_string(), true)], "{pd4:?}");
+    // The 5th and 6th: nothing reaches people.
+    assert_eq!(&seen[6], &seen[4], "held while flapping");
+    println!(
+        "flapping: {} flips; notices: Slack {} calls, PagerDuty {} event; held: 2 envelopes",
+        flips.len() - 1,
+        notice.len(),
+        pd4.len() - pd.len()
+    );
+
+    // The enriched topic got all 7, the last 3 marked flapping.
+    let sqs = aws_sdk_sqs::Client::new(&s.config);
+    let got = receive_until(&sqs, &s.queue, Duration::from_secs(10), |g| g.len() >= 7).await;
+    assert_eq!(got.len(), 7, "{got:?}");
+    let flagged = got
+        .iter()
+        .filter(|(_, attrs)| attrs.get("flapping").is_some_and(|v| v == "true"))
+        .count();
+    assert_eq!(flagged, 3, "{got:?}");
+
+    // Ticks while changes are within 30 min: still nothing.
+    let last = t0 + SignedDuration::from_secs(600);
+    let r = e
+        .tick_at(Duration::from_secs(5), last + SignedDuration::from_mins(29))
+        .await
+        .unwrap();
+    assert_eq!(r.counts.records, 0, "{r:?}");
+    assert_eq!(people_calls(&s, &api), seen[6]);
+
+    // Stable for 30 min: the final state (firing), once.
+    let r = e
+        .tick_at(Duration::from_secs(5), last + SignedDuration::from_mins(31))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.counts.records, r.failed_message_ids.len()),
+        (1, 0),
+        "{r:?}"
+    );
+    let (slack_end, pd_end) = people_calls(&s, &api);
+    let (slack6, pd6) = &seen[6];
+    let last_slack: Vec<_> = slack_end[slack6.len()..].to_vec();
+    assert_eq!(
+        last_slack,
+        vec![
+            ("chat.update".to_string(), false),
+            ("chat.postMessage".to_string(), false)
+        ],
+        "the message shows the final state, and its thread says so"
+    );
+    assert_eq!(pd_end[pd6.len()..], [("trigger".to_string(), false)]);
+    let messages = api.messages();
+    let reply = messages.last().unwrap();
+    assert!(
+        reply.body["text"].as_str().unwrap().contains("Stable"),
+        "{reply:?}"
+    );
+
+    // Later ticks: nothing more.
+    let r = e
+        .tick_at(Duration::from_secs(5), last + SignedDuration::from_mins(40))
+        .await
+        .unwrap();
+    assert_eq!(r.counts.records, 0);
+    assert_eq!(people_calls(&s, &api), (slack_end, pd_end), "once");
+    println!(
+        "flapping: final state after {} min stable: Slack 2 calls, PagerDuty 1 trigger",
+        31
     );
 }

@@ -126,7 +126,13 @@ pub fn event(env: &Envelope, routing_key: &str) -> Value {
         .or_else(|| env.annotations.get("description"))
         .cloned()
         .unwrap_or_default();
-    let mut summary = format!("[{}] {}", env.cluster, env.alertname);
+    let flapping = env.enrichment.as_ref().is_some_and(|e| e.flapping);
+    let mut summary = format!(
+        "{}[{}] {}",
+        if flapping { "[flapping] " } else { "" },
+        env.cluster,
+        env.alertname
+    );
     if let Some(ns) = env.namespace() {
         summary.push_str(&format!(" in {ns}"));
     }

@@ -178,11 +178,15 @@ pub fn cpu_line(env: &Envelope) -> Option<String> {
 
 /// The Block Kit message of one alert.
 pub fn message(env: &Envelope, key_tags: &[String]) -> Value {
-    let status = match env.status {
-        Status::Firing => "FIRING",
-        Status::Resolved => "RESOLVED",
+    let flapping = env.enrichment.as_ref().is_some_and(|e| e.flapping);
+    let status = match (env.status, flapping) {
+        (Status::Firing, false) => "FIRING",
+        (Status::Resolved, false) => "RESOLVED",
+        (Status::Firing, true) => "FLAPPING, FIRING",
+        (Status::Resolved, true) => "FLAPPING, RESOLVED",
     };
     let icon = match (env.status, env.severity) {
+        _ if flapping => "🔁",
         (Status::Resolved, _) => "✅",
         (_, Severity::Critical) => "🔴",
         (_, Severity::Warning) => "🟠",

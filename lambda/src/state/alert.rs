@@ -37,6 +37,9 @@ pub struct SinkRecord {
     pub repeated_at: Option<Timestamp>,
     /// Its message shows the resolve: a later firing is a new message.
     pub closed: bool,
+    /// It last got the alert marked flapping (its one notice): it gets
+    /// nothing more until the alert is stable, then the final state.
+    pub flapping: bool,
 }
 
 /// An envelope a maintenance window kept from people's sinks: the tick
@@ -66,7 +69,8 @@ pub struct AlertState {
     /// For a firing after a resolve of the same `starts_at`: that resolve's
     /// `ends_at`. `None` for the first firing.
     pub generation: Option<Timestamp>,
-    /// When the status last changed, oldest first (the flap history).
+    /// When the status changed, oldest first (the flap history); the first
+    /// firing is not a change.
     pub transitions: Vec<Timestamp>,
     /// Per sink name.
     pub sinks: BTreeMap<String, SinkRecord>,
@@ -102,14 +106,14 @@ pub enum Judgement {
 
 impl AlertState {
     /// The state an envelope starts when nothing is known.
-    pub fn first(env: &Envelope, now: Timestamp) -> AlertState {
+    pub fn first(env: &Envelope) -> AlertState {
         AlertState {
             status: env.status,
             starts_at: env.starts_at,
             ends_at: env.ends_at,
             envelope_id: env.id.clone(),
             generation: None,
-            transitions: vec![now],
+            transitions: Vec::new(),
             sinks: BTreeMap::new(),
             held: None,
         }
@@ -227,8 +231,14 @@ impl AlertState {
     }
 
     /// Records that `sink` took envelope `id`, leaving `receipt` (its
-    /// message, say) when it gives one.
-    pub fn record_delivery(&mut self, sink: &str, id: &str, receipt: Option<&SinkRecord>) {
+    /// message, say) when it gives one; `flapping`: `id` was marked so.
+    pub fn record_delivery(
+        &mut self,
+        sink: &str,
+        id: &str,
+        receipt: Option<&SinkRecord>,
+        flapping: bool,
+    ) {
         let record = self.sinks.entry(sink.to_string()).or_default();
         if let Some(r) = receipt {
             record.channel = r.channel.clone();
@@ -237,6 +247,7 @@ impl AlertState {
             record.repeated_at = r.repeated_at;
             record.closed = r.closed;
         }
+        record.flapping = flapping;
         if record.ids.iter().any(|i| i == id) {
             return;
         }
@@ -288,7 +299,7 @@ mod tests {
     fn the_firing_that_arrives_after_its_resolve_is_stale() {
         let f = firing(S);
         let r = resolved(S, "2026-12-02T10:30:00Z");
-        let mut state = AlertState::first(&f, ts(NOW));
+        let mut state = AlertState::first(&f);
         assert_eq!(state.judge(&r), Judgement::Current);
         assert!(state.advance(&r, ts(NOW)));
         assert_eq!(
@@ -304,7 +315,7 @@ mod tests {
         let f0 = firing(S);
         let r0 = resolved(S, "2026-12-02T10:30:00Z");
         let f1 = firing(S).firing_after_resolve(ts("2026-12-02T10:30:00Z"));
-        let mut state = AlertState::first(&f0, ts(NOW));
+        let mut state = AlertState::first(&f0);
         state.advance(&r0, ts(NOW));
         assert_eq!(state.judge(&f1), Judgement::Current);
         state.advance(&f1, ts(NOW));
@@ -317,7 +328,7 @@ mod tests {
 
     #[test]
     fn an_older_incident_is_stale_and_a_newer_one_is_current() {
-        let mut state = AlertState::first(&firing("2026-12-02T10:00:00Z"), ts(NOW));
+        let mut state = AlertState::first(&firing("2026-12-02T10:00:00Z"));
         let older = resolved("2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z");
         assert!(matches!(state.judge(&older), Judgement::Stale { .. }));
         let newer = firing("2026-12-03T10:00:00Z");
@@ -329,16 +340,19 @@ mod tests {
     #[test]
     fn the_same_envelope_again_is_current_and_changes_nothing() {
         let f = firing(S);
-        let mut state = AlertState::first(&f, ts(NOW));
+        let mut state = AlertState::first(&f);
         assert_eq!(state.judge(&f), Judgement::Current);
         assert!(!state.advance(&f, ts(NOW)));
-        assert_eq!(state.transitions.len(), 1);
+        assert!(
+            state.transitions.is_empty(),
+            "the first firing is no change"
+        );
     }
 
     #[test]
     fn a_firing_whose_order_cannot_be_told_is_never_called_stale() {
         // A Kubernetes event: its id has the event's uid and count.
-        let mut state = AlertState::first(&resolved(S, "2026-12-02T10:30:00Z"), ts(NOW));
+        let mut state = AlertState::first(&resolved(S, "2026-12-02T10:30:00Z"));
         let event = firing(S).with_id_discriminator("event=u1;count=2");
         assert_eq!(state.judge(&event), Judgement::Current);
         state.advance(&event, ts(NOW));
@@ -347,13 +361,13 @@ mod tests {
 
     #[test]
     fn deliveries_are_remembered_per_sink_and_bounded() {
-        let mut state = AlertState::first(&firing(S), ts(NOW));
-        state.record_delivery("pd", "a", None);
-        state.record_delivery("pd", "a", None);
+        let mut state = AlertState::first(&firing(S));
+        state.record_delivery("pd", "a", None, false);
+        state.record_delivery("pd", "a", None, false);
         assert!(state.delivered("pd", "a"));
         assert!(!state.delivered("slack", "a"));
         for i in 0..20 {
-            state.record_delivery("pd", &format!("id{i}"), None);
+            state.record_delivery("pd", &format!("id{i}"), None, false);
         }
         assert_eq!(state.sinks["pd"].ids.len(), IDS_PER_SINK);
         assert!(state.delivered("pd", "id19"));
@@ -362,7 +376,7 @@ mod tests {
 
     #[test]
     fn the_flap_history_keeps_the_last_status_changes() {
-        let mut state = AlertState::first(&firing(S), ts(NOW));
+        let mut state = AlertState::first(&firing(S));
         for i in 0..40 {
             let env = if i % 2 == 0 {
                 resolved(S, &format!("2026-12-02T10:{:02}:00Z", i + 1))

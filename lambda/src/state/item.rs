@@ -8,7 +8,7 @@
 //! | `expires_at` | N | TTL, epoch seconds |
 //! | `status`, `starts_at`, `ends_at`, `envelope_id`, `generation` | S | |
 //! | `transitions` | L of S | status changes, for flap detection |
-//! | `sinks` | M | per sink: `ids` (L of S), `channel`, `ts`, `dedup_key`, `repeated_at` (S), `closed` (BOOL) |
+//! | `sinks` | M | per sink: `ids` (L of S), `channel`, `ts`, `dedup_key`, `repeated_at` (S), `closed`, `flapping` (BOOL) |
 //! | `held_id`, `held_envelope` | S | the envelope a maintenance window holds back, as JSON |
 //! | `held_shard` | S | `held` while one is held: the key of the sparse index `held` |
 //! | `held_until` | N | when its window ends, epoch seconds: the index's sort key |
@@ -112,6 +112,9 @@ fn sink_value(r: &SinkRecord) -> AttributeValue {
             m.insert(name.to_string(), s(v));
         }
     }
+    if r.flapping {
+        m.insert("flapping".to_string(), AttributeValue::Bool(true));
+    }
     if r.closed {
         m.insert("closed".to_string(), AttributeValue::Bool(true));
     }
@@ -214,6 +217,7 @@ fn sink_record(r: &HashMap<String, AttributeValue>) -> SinkRecord {
         dedup_key: get("dedup_key"),
         repeated_at: get("repeated_at").and_then(|t| t.parse().ok()),
         closed: matches!(r.get("closed"), Some(AttributeValue::Bool(true))),
+        flapping: matches!(r.get("flapping"), Some(AttributeValue::Bool(true))),
     }
 }
 
@@ -235,6 +239,7 @@ mod tests {
                 dedup_key: None,
                 repeated_at: Some("2026-12-02T10:05:00Z".parse().unwrap()),
                 closed: true,
+                flapping: true,
             },
         );
         let state = AlertState {

@@ -25,6 +25,7 @@ pub(super) enum Change {
         sink: String,
         id: String,
         receipt: Option<SinkRecord>,
+        flapping: bool,
     },
     Hold(Held),
     Release,
@@ -71,7 +72,7 @@ impl Ledger {
         let entry = self.entries.entry(key(env)).or_default();
         match &mut entry.state {
             None => {
-                entry.state = Some(AlertState::first(env, now));
+                entry.state = Some(AlertState::first(env));
                 entry.changes.push(Change::Advance(Box::new(skeleton(env))));
                 Judgement::Current
             }
@@ -93,12 +94,14 @@ impl Ledger {
             .is_some_and(|s| s.delivered(sink, &env.id))
     }
 
+    /// What is known of `env`'s alert, as this batch sees it.
+    pub fn state(&self, env: &Envelope) -> Option<&AlertState> {
+        self.entries.get(&key(env)).and_then(|e| e.state.as_ref())
+    }
+
     /// What `sink` was sent of `env`'s alert before (its message, say).
     pub fn record(&self, env: &Envelope, sink: &str) -> Option<SinkRecord> {
-        self.entries
-            .get(&key(env))
-            .and_then(|e| e.state.as_ref())
-            .and_then(|s| s.sinks.get(sink).cloned())
+        self.state(env).and_then(|s| s.sinks.get(sink).cloned())
     }
 
     /// Keeps `env` for people's sinks until its maintenance window ends
@@ -158,13 +161,15 @@ impl Ledger {
         if !self.on() {
             return;
         }
+        let flapping = env.enrichment.as_ref().is_some_and(|e| e.flapping);
         let entry = self.entries.entry(key(env)).or_default();
         if let Some(state) = &mut entry.state {
-            state.record_delivery(sink, &env.id, receipt.as_ref());
+            state.record_delivery(sink, &env.id, receipt.as_ref(), flapping);
             entry.changes.push(Change::Delivered {
                 sink: sink.to_string(),
                 id: env.id.clone(),
                 receipt,
+                flapping,
             });
         }
     }
@@ -220,15 +225,21 @@ pub(super) fn replay(
     let mut state = base;
     for change in changes {
         match (change, &mut state) {
-            (Change::Advance(env), None) => state = Some(AlertState::first(env, now)),
+            (Change::Advance(env), None) => state = Some(AlertState::first(env)),
             (Change::Advance(env), Some(s)) => {
                 if s.judge(env) == Judgement::Current {
                     s.advance(env, now);
                 }
             }
-            (Change::Delivered { sink, id, receipt }, Some(s)) => {
-                s.record_delivery(sink, id, receipt.as_ref())
-            }
+            (
+                Change::Delivered {
+                    sink,
+                    id,
+                    receipt,
+                    flapping,
+                },
+                Some(s),
+            ) => s.record_delivery(sink, id, receipt.as_ref(), *flapping),
             (Change::Delivered { .. }, None) => {}
             (Change::Hold(h), Some(s)) => s.held = Some(h.clone()),
             (Change::Release, Some(s)) => s.held = None,
@@ -272,12 +283,13 @@ mod tests {
                 sink: "pd".into(),
                 id: firing.id.clone(),
                 receipt: None,
+                flapping: false,
             },
         ];
         // Meanwhile another invocation delivered the resolve to slack.
-        let mut theirs = AlertState::first(&firing, now);
+        let mut theirs = AlertState::first(&firing);
         theirs.advance(&resolved, now);
-        theirs.record_delivery("slack", &resolved.id, None);
+        theirs.record_delivery("slack", &resolved.id, None, false);
         let merged = replay(Some(theirs), &changes, now).unwrap();
         assert_eq!(
             merged.status,
@@ -291,7 +303,7 @@ mod tests {
     #[test]
     fn an_expired_item_is_no_state_but_keeps_its_version() {
         let stored = Stored {
-            state: AlertState::first(&env(Status::Firing), Timestamp::now()),
+            state: AlertState::first(&env(Status::Firing)),
             version: 7,
             expires_at: 100,
         };

@@ -343,17 +343,14 @@ mod tests {
     fn entries(n: usize, held_bytes: usize) -> Vec<(String, Entry)> {
         (0..n)
             .map(|i| {
-                let mut state = AlertState::first(
-                    &alert_envelope::Envelope::new(
-                        alert_envelope::Source::Alertmanager,
-                        "prod",
-                        Status::Firing,
-                        format!("fp{i}"),
-                        Timestamp::UNIX_EPOCH,
-                        Default::default(),
-                    ),
+                let mut state = AlertState::first(&alert_envelope::Envelope::new(
+                    alert_envelope::Source::Alertmanager,
+                    "prod",
+                    Status::Firing,
+                    format!("fp{i}"),
                     Timestamp::UNIX_EPOCH,
-                );
+                    Default::default(),
+                ));
                 if held_bytes > 0 {
                     state.held = Some(super::super::alert::Held {
                         id: "x".into(),

@@ -5,6 +5,8 @@
 //! original message (`chat.update`: green, "Resolved after 12 min") and
 //! adds a short reply to its thread. Without the store, or for a resolve
 //! whose firing was never posted, every notification is a new message.
+//! An alert that starts flapping has that message rewritten as flapping,
+//! with a thread reply; once it is stable, the final state rewrites it again.
 //!
 //! Slack answers HTTP 200 with `ok:false` for most errors; those are mapped
 //! to the one verdict in [`super::slack_api`]. The message content is the
@@ -27,6 +29,9 @@ use crate::secrets::{SecretRef, SecretStore};
 use crate::state::SinkRecord;
 use crate::storm::SummaryRecord;
 use crate::storm::summary::Summary;
+
+mod plan;
+use plan::{Action, plan, resolved_after};
 
 /// Where the Web API lives (`SLACK_API_URL` overrides it).
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
@@ -90,52 +95,6 @@ impl SlackAppConfig {
             .ok()
             .filter(|d| !d.is_zero())
             .ok_or_else(|| ConfigError::new("repeat_interval", "must be positive"))
-    }
-}
-
-/// What one notification does to the alert's Slack message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Action {
-    /// A new message.
-    Post,
-    /// A reply in the thread of `ts` (a repeat of the firing).
-    Reply { channel: String, ts: String },
-    /// Rewrite `ts` as resolved, and reply in its thread.
-    Resolve { channel: String, ts: String },
-    /// A repeat within `repeat_interval`: nothing is sent.
-    Quiet,
-}
-
-/// What to do with `env`, given what this sink's record says was sent.
-fn plan(env: &Envelope, prior: Option<&SinkRecord>, now: Timestamp, repeat: Duration) -> Action {
-    let open = prior
-        .filter(|r| !r.closed)
-        .and_then(|r| Some((r.channel.clone()?, r.ts.clone()?)));
-    match (env.status, open) {
-        (_, None) => Action::Post,
-        (Status::Resolved, Some((channel, ts))) => Action::Resolve { channel, ts },
-        (Status::Firing, Some((channel, ts))) => {
-            let last = prior.and_then(|r| r.repeated_at).unwrap_or(Timestamp::MIN);
-            let due = now.duration_since(last).as_secs() >= repeat.as_secs() as i64;
-            if due {
-                Action::Reply { channel, ts }
-            } else {
-                Action::Quiet
-            }
-        }
-    }
-}
-
-/// "Resolved after 12 min".
-fn resolved_after(env: &Envelope) -> String {
-    let Some(ends) = env.ends_at else {
-        return "Resolved".into();
-    };
-    let minutes = ends.duration_since(env.starts_at).as_secs().max(0) / 60;
-    match minutes {
-        0 => "Resolved after less than a minute".into(),
-        m if m < 120 => format!("Resolved after {m} min"),
-        m => format!("Resolved after {} h {} min", m / 60, m % 60),
     }
 }
 
@@ -273,6 +232,33 @@ impl SlackAppSink {
                 call("chat.postMessage", reply).await?;
                 record.closed = true;
             }
+            Action::Flap { channel, ts } => {
+                msg["channel"] = json!(channel);
+                msg["ts"] = json!(ts);
+                call("chat.update", msg).await?;
+                let text = "🔁 Flapping: it keeps changing state. Nothing more is posted here until it has been stable for the route's flap window; then its final state.";
+                let reply = json!({"channel": channel, "thread_ts": ts, "text": text});
+                call("chat.postMessage", reply).await?;
+                record.closed = env.status == Status::Resolved;
+            }
+            Action::Settle { channel, ts } => {
+                let state = match env.status {
+                    Status::Firing => "still firing".to_string(),
+                    Status::Resolved => resolved_after(env),
+                };
+                if env.status == Status::Resolved {
+                    let text = format!("{state}: {}", msg["text"].as_str().unwrap_or_default());
+                    msg["text"] = json!(text);
+                }
+                msg["channel"] = json!(channel);
+                msg["ts"] = json!(ts);
+                call("chat.update", msg).await?;
+                let text = format!("Stable again: {}", escape(&state));
+                let reply = json!({"channel": channel, "thread_ts": ts, "text": text});
+                call("chat.postMessage", reply).await?;
+                record.closed = env.status == Status::Resolved;
+                record.repeated_at = Some(now);
+            }
             Action::Quiet => {}
         }
         Ok(Some(record))
@@ -284,79 +270,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use alert_envelope::Source;
-
-    fn env(status: Status) -> Envelope {
-        let mut e = Envelope::new(
-            Source::Alertmanager,
-            "prod",
-            status,
-            "fp".into(),
-            "2026-12-02T10:00:00Z".parse().unwrap(),
-            Default::default(),
-        );
-        if status == Status::Resolved {
-            e.ends_at = Some("2026-12-02T10:12:30Z".parse().unwrap());
-        }
-        e
-    }
-
-    fn posted(at: &str) -> SinkRecord {
-        SinkRecord {
-            channel: Some("C1".into()),
-            ts: Some("1.2".into()),
-            repeated_at: Some(at.parse().unwrap()),
-            ..Default::default()
-        }
-    }
-
-    const H4: Duration = Duration::from_secs(4 * 3600);
-
-    #[test]
-    fn a_firing_is_posted_then_repeats_reply_at_most_once_per_interval() {
-        let now: Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
-        assert_eq!(plan(&env(Status::Firing), None, now, H4), Action::Post);
-        let recent = posted("2026-12-02T10:00:00Z");
-        assert_eq!(
-            plan(&env(Status::Firing), Some(&recent), now, H4),
-            Action::Quiet
-        );
-        let old = posted("2026-12-02T07:59:00Z");
-        assert_eq!(
-            plan(&env(Status::Firing), Some(&old), now, H4),
-            Action::Reply {
-                channel: "C1".into(),
-                ts: "1.2".into()
-            }
-        );
-    }
-
-    #[test]
-    fn a_resolve_updates_the_open_message_or_posts_when_there_is_none() {
-        let now = Timestamp::now();
-        let open = posted("2026-12-02T10:00:00Z");
-        assert_eq!(
-            plan(&env(Status::Resolved), Some(&open), now, H4),
-            Action::Resolve {
-                channel: "C1".into(),
-                ts: "1.2".into()
-            }
-        );
-        assert_eq!(plan(&env(Status::Resolved), None, now, H4), Action::Post);
-        let closed = SinkRecord {
-            closed: true,
-            ..open
-        };
-        // A firing after the resolve is a new message, not a reply to the closed one.
-        assert_eq!(
-            plan(&env(Status::Firing), Some(&closed), now, H4),
-            Action::Post
-        );
-        assert_eq!(
-            resolved_after(&env(Status::Resolved)),
-            "Resolved after 12 min"
-        );
-    }
 
     #[test]
     fn fields_are_checked_by_name() {
@@ -365,7 +278,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.validate().is_ok());
-        assert_eq!(c.repeat().unwrap(), H4);
+        assert_eq!(c.repeat().unwrap(), Duration::from_secs(4 * 3600));
         c.channel = "bad channel!".into();
         assert_eq!(c.validate().unwrap_err().setting, "channel");
         c.channel = "#payments-alerts".into();
