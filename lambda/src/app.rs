@@ -11,6 +11,7 @@ use crate::routing::RoutingTable;
 use crate::secrets::SecretStore;
 use crate::state::StateStore;
 use crate::{Enricher, Error};
+use alert_envelope::Envelope;
 
 /// What the binary was asked to do.
 #[derive(Debug)]
@@ -158,6 +159,7 @@ pub fn route_dry_run(
             );
         }
     }
+    noise_lines(&mut out, &table, &decision.noisy, &env);
     if let Some(errors) = env.enrichment.as_ref().map(|e| &e.errors) {
         for e in errors.iter().filter(|e| e.stage == "maintenance") {
             let _ = writeln!(out, "  warning: {}", e.message);
@@ -172,4 +174,43 @@ pub fn route_dry_run(
         let _ = writeln!(out, "  {sink} ({kind})");
     }
     Ok(out)
+}
+
+/// The storm and flap rules of the routes that would take `env` to people.
+fn noise_lines(out: &mut String, table: &RoutingTable, noisy: &[usize], env: &Envelope) {
+    use crate::storm::{humantime, people};
+    if noisy.is_empty() {
+        let _ = writeln!(out, "  no storm or flap rule applies");
+    }
+    for &i in noisy {
+        let route = &table.routes[i];
+        if let Some(rule) = &route.storm {
+            let group: Vec<String> = rule
+                .group(env)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  STORM rule of route {}: past {} firing alerts of group ({}) within {}, {} get one summary of the group instead of each alert, updated at most every {}",
+                route.name,
+                rule.threshold,
+                group.join(", "),
+                humantime(rule.window),
+                people(table, i).join(", "),
+                humantime(rule.update_interval)
+            );
+        }
+        if let Some(rule) = &route.flap {
+            let _ = writeln!(
+                out,
+                "  FLAP rule of route {}: after {} status changes within {}, {} get one flapping notice, then nothing until it is stable for {}, then its final state",
+                route.name,
+                rule.transitions,
+                humantime(rule.window),
+                people(table, i).join(", "),
+                humantime(rule.window)
+            );
+        }
+    }
 }

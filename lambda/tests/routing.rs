@@ -260,8 +260,16 @@ fn the_documented_example_is_valid_and_routes_as_its_comments_say() {
     resolved.status = Status::Resolved;
     assert_eq!(
         sinks(&t.route_at(&resolved, office)),
-        vec!["enriched", "payments-pagerduty", "payments-slack"]
+        vec![
+            "enriched",
+            "payments-pagerduty",
+            "payments-slack",
+            "payments-topic"
+        ],
+        "a critical resolve takes the critical route, storm and flap rules included"
     );
+    assert_eq!(t.route_at(&resolved, office).noisy, d.noisy);
+    assert!(!d.noisy.is_empty());
 
     // Sunday 03:00 in Berlin, the patch window: only the SNS sinks get it.
     let patching: Timestamp = "2026-12-06T02:00:00Z".parse().unwrap();
@@ -349,6 +357,14 @@ fn route_dry_run_prints_matches_and_sinks_and_exits_2_on_a_bad_document() {
     );
 
     assert!(text.contains("not muted"), "{text}");
+    assert!(
+        text.contains("STORM rule of route payments-critical: past 20 firing alerts of group (alertname=HighCpu0, cluster=prod) within 5m, payments-pagerduty, payments-slack get one summary"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FLAP rule of route payments-critical: after 4 status changes within 30m"),
+        "{text}"
+    );
 
     // In the patch window: muted, by what, until when, what is held back.
     let out = std::process::Command::new(bin)
