@@ -44,7 +44,7 @@ pub use config::{StateConfig, StateFailure};
 use item::{KEY, from_item};
 use ledger::entry_of;
 pub use ledger::{Ledger, key};
-pub use storms::{STORM_SHARD, StoredStorm};
+pub use storms::{Outcome, STORM_SHARD, StoredStorm, StormWrite};
 
 /// `BatchGetItem` takes at most 100 keys.
 const KEYS_PER_READ: usize = 100;

@@ -16,6 +16,7 @@
 mod records;
 mod steps;
 pub mod summary;
+mod writes;
 
 pub use records::{Arrival, FirstAlert, Member, SummaryRecord, Update};
 pub use steps::{Storms, people};

@@ -7,19 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use alert_aws::{Deadline, RetryStage};
+use alert_aws::{Deadline, Failure, RetryStage};
 use alert_envelope::InStorm;
 use jiff::Timestamp;
 
 use super::summary::Summary;
+use super::writes::{Slot, Step};
 use super::{Arrival, StormState, SummaryRecord, Update, storm_key};
 use crate::batch::Batch;
 use crate::deliver::{BatchReport, Sinks};
 use crate::routing::{RoutingTable, StormRule};
 use crate::state::{StateStore, StoredStorm, key};
-
-/// Writes of one group per step when other invocations keep writing it.
-const WRITE_ATTEMPTS: usize = 3;
 
 /// The people's sinks of route `index`: all but SNS.
 pub fn people(table: &RoutingTable, index: usize) -> Vec<String> {
@@ -32,14 +30,14 @@ pub fn people(table: &RoutingTable, index: usize) -> Vec<String> {
 }
 
 #[derive(Debug)]
-struct Group {
-    route: usize,
-    version: Option<u64>,
-    state: StormState,
-    arrivals: Vec<Arrival>,
+pub(super) struct Group {
+    pub(super) route: usize,
+    pub(super) version: Option<u64>,
+    pub(super) state: StormState,
+    pub(super) arrivals: Vec<Arrival>,
     /// SQS message ids of the records it absorbed: they fail when the
     /// group cannot be written, since no person has them then.
-    absorbed: Vec<String>,
+    pub(super) absorbed: Vec<String>,
 }
 
 /// The batch's storm groups, by key.
@@ -168,8 +166,9 @@ impl Storms {
         Ok(storms)
     }
 
-    /// Writes every group, sends the updates due at `now` (within
-    /// `deadline`) and writes what the sinks answered (within `writes`).
+    /// Writes every group (one call for all), sends the updates due at
+    /// `now` (within `deadline`), every group's at once, and writes what
+    /// the sinks answered (within `writes`, one call again).
     #[allow(clippy::too_many_arguments)]
     pub async fn update(
         self,
@@ -182,42 +181,25 @@ impl Storms {
         now: Timestamp,
         report: &mut BatchReport,
     ) {
-        for (k, mut group) in self.groups {
-            let Some(rule) = rule(table, group.route).cloned() else {
-                continue;
-            };
-            let people = people(table, group.route);
-            // 1. Claim what is due, with the arrivals, in one write.
-            let claimed = claim(store, &k, &mut group, &rule, &people, writes, now, report).await;
-            let Some(due) = claimed else {
-                for message_id in &group.absorbed {
-                    if !report.failed_message_ids.contains(message_id) {
-                        report.fail(message_id, || {
-                            format!("storm {k}: its state was not written")
-                        });
-                    }
-                }
-                continue;
-            };
-            if due.is_empty() {
-                continue;
-            }
-            // 2. Send.
-            let reason = group.state.closing(&rule, now);
-            let sends = due.iter().map(|(sink, update)| {
-                let prior = group.state.sinks.get(sink).cloned().unwrap_or_default();
-                let mut summary = Summary::of(&k, &group.state, *update, prior.updates + 1, now);
-                summary.closed_reason = reason.clone().filter(|_| *update == Update::Close);
-                async move {
-                    let result = match sinks.get(sink) {
-                        Some(s) => s.summarize(&summary, &prior, deadline, retry).await,
-                        None => Err(alert_aws::Failure::permanent("unknown_sink", sink.clone())),
-                    };
-                    (sink.clone(), *update, prior, result)
-                }
-            });
-            let mut receipts = Vec::new();
-            for (sink, update, prior, result) in futures::future::join_all(sends).await {
+        let mut slots: Vec<Slot> = self
+            .groups
+            .into_iter()
+            .filter_map(|(key, group)| {
+                let rule = rule(table, group.route)?.clone();
+                let people = people(table, group.route);
+                Some(Slot::new(key, group, rule, people))
+            })
+            .collect();
+        // 1. Claim what is due, with the arrivals.
+        super::writes::write(store, &mut slots, Step::Claim, writes, now, report).await;
+        // 2. Send.
+        let sends = slots
+            .iter()
+            .map(|slot| send(slot, sinks, deadline, retry, now));
+        let sent = futures::future::join_all(sends).await;
+        for (slot, (reason, results)) in slots.iter_mut().zip(sent) {
+            slot.reason = reason;
+            for (sink, update, prior, result) in results {
                 let receipt = match result {
                     Ok(mut record) => {
                         report.counts.storm_updates += 1;
@@ -225,150 +207,58 @@ impl Storms {
                         record.updated_at = Some(now);
                         record.pending = false;
                         record.closed = update == Update::Close;
-                        tracing::info!(storm = %k, sink = %sink, update = record.updates, closed = record.closed, "storm summary sent");
+                        tracing::info!(storm = %slot.key, sink = %sink, update = record.updates, closed = record.closed, "storm summary sent");
                         Ok(record)
                     }
                     Err(f) => {
                         report.counts.storm_update_failures += 1;
-                        tracing::error!(storm = %k, sink = %sink, reason = %f.reason, detail = %f.detail, "storm summary not sent; it goes with the next turn");
+                        tracing::error!(storm = %slot.key, sink = %sink, reason = %f.reason, detail = %f.detail, "storm summary not sent; it goes with the next turn");
                         Err(())
                     }
                 };
-                receipts.push((sink, receipt));
+                slot.receipts.push((sink, receipt));
             }
-            // 3. Write the receipts.
-            record(
-                store, &k, &mut group, &rule, &people, &receipts, reason, writes, now, report,
-            )
-            .await;
         }
+        // 3. Write the receipts.
+        super::writes::write(store, &mut slots, Step::Record, writes, now, report).await;
     }
 }
 
-/// Claims the updates due, and writes them with the arrivals; on a
-/// conflict, reads the group again, applies the arrivals to it and decides
-/// anew. `None`: the group could not be written.
-#[allow(clippy::too_many_arguments)]
-async fn claim(
-    store: &StateStore,
-    k: &str,
-    group: &mut Group,
-    rule: &StormRule,
-    people: &[String],
-    writes: &Deadline,
+/// What one sink answered to one update: (sink, update, its record before,
+/// the result).
+type Sent = (
+    String,
+    Update,
+    SummaryRecord,
+    Result<SummaryRecord, Failure>,
+);
+
+/// Sends the updates `slot` claimed, to all its sinks at once; answers why
+/// the storm closes (if it does) and each sink's answer.
+async fn send(
+    slot: &Slot,
+    sinks: &Sinks,
+    deadline: &Deadline,
+    retry: &RetryStage,
     now: Timestamp,
-    report: &mut BatchReport,
-) -> Option<Vec<(String, Update)>> {
-    for _ in 0..WRITE_ATTEMPTS {
-        let due = group.state.due(rule, people, now);
-        let mut claimed = group.state.clone();
-        for (sink, _) in &due {
-            claimed.claim(sink, now);
+) -> (Option<String>, Vec<Sent>) {
+    let Some(due) = slot.due.as_ref().filter(|d| !d.is_empty()) else {
+        return (None, Vec::new());
+    };
+    let state = &slot.group.state;
+    let reason = state.closing(&slot.rule, now);
+    let sends = due.iter().map(|(sink, update)| {
+        let prior = state.sinks.get(sink).cloned().unwrap_or_default();
+        let mut summary = Summary::of(&slot.key, state, *update, prior.updates + 1, now);
+        summary.closed_reason = reason.clone().filter(|_| *update == Update::Close);
+        async move {
+            let result = match sinks.get(sink) {
+                Some(s) => s.summarize(&summary, &prior, deadline, retry).await,
+                None => Err(Failure::permanent("unknown_sink", sink.clone())),
+            };
+            (sink.clone(), *update, prior, result)
         }
-        report.counts.put_item_calls += 1;
-        let written = store
-            .put_storm(k, &claimed, group.version, claimed.next_turn(rule), writes)
-            .await;
-        match written {
-            Ok(true) => {
-                group.version = Some(group.version.map_or(1, |v| v + 1));
-                group.state = claimed;
-                return Some(due);
-            }
-            Ok(false) => {
-                if reread(store, k, group, writes, report).await.is_err() {
-                    return None;
-                }
-                for a in &group.arrivals {
-                    group.state.apply(a);
-                }
-            }
-            Err(f) => {
-                report.counts.state_errors += 1;
-                tracing::error!(storm = %k, reason = %f.reason, detail = %f.detail, "storm state not written; its absorbed records fail and come back");
-                return None;
-            }
-        }
-    }
-    None
-}
-
-/// Writes the sinks' receipts (and the close, once every sink had its
-/// final update); on a conflict, applies them to the group read again.
-#[allow(clippy::too_many_arguments)]
-async fn record(
-    store: &StateStore,
-    k: &str,
-    group: &mut Group,
-    rule: &StormRule,
-    people: &[String],
-    receipts: &[(String, Result<SummaryRecord, ()>)],
-    reason: Option<String>,
-    writes: &Deadline,
-    now: Timestamp,
-    report: &mut BatchReport,
-) {
-    for _ in 0..WRITE_ATTEMPTS {
-        for (sink, receipt) in receipts {
-            group.state.receipt(sink, receipt.clone());
-        }
-        let was_open = group.state.closed_at.is_none();
-        group.state.settle(people, reason.clone(), now);
-        report.counts.put_item_calls += 1;
-        let written = store
-            .put_storm(
-                k,
-                &group.state,
-                group.version,
-                group.state.next_turn(rule),
-                writes,
-            )
-            .await;
-        match written {
-            Ok(true) => {
-                if was_open && group.state.closed_at.is_some() {
-                    report.counts.storms_closed += 1;
-                    let (firing, resolved) = group.state.counts();
-                    tracing::info!(storm = %k, firing, resolved, reason = reason.as_deref().unwrap_or(""), "storm closed");
-                }
-                return;
-            }
-            Ok(false) if reread(store, k, group, writes, report).await.is_ok() => continue,
-            Ok(false) => return,
-            Err(f) => {
-                report.counts.state_errors += 1;
-                tracing::error!(storm = %k, reason = %f.reason, detail = %f.detail, "storm receipts not written; the next turn may send an update again");
-                return;
-            }
-        }
-    }
-}
-
-async fn reread(
-    store: &StateStore,
-    k: &str,
-    group: &mut Group,
-    writes: &Deadline,
-    report: &mut BatchReport,
-) -> Result<(), ()> {
-    let mut calls = 0;
-    let fresh = store
-        .load_storms(&[k.to_string()], writes, &mut calls)
-        .await;
-    report.counts.batch_get_item_calls += calls;
-    match fresh {
-        Ok(mut found) => {
-            let stored = found.remove(k);
-            group.version = stored.as_ref().and_then(|s| s.version);
-            group.state = stored
-                .and_then(|s| s.state)
-                .unwrap_or_else(|| StormState::new(&group.state.route, group.state.group.clone()));
-            Ok(())
-        }
-        Err(f) => {
-            report.counts.state_errors += 1;
-            tracing::error!(storm = %k, reason = %f.reason, detail = %f.detail, "storm state not read again after a conflict");
-            Err(())
-        }
-    }
+    });
+    let sent = futures::future::join_all(sends).await;
+    (reason, sent)
 }

@@ -12,14 +12,16 @@
 
 use std::collections::HashMap;
 
-use alert_aws::{Deadline, Failure, classify_sdk_error};
+use alert_aws::{Deadline, Failure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
 use super::item::{EXPIRES_AT, HELD_INDEX, HELD_SHARD, HELD_UNTIL, KEY, VERSION};
-use super::write::condition;
-use super::{StateStore, call, named};
+use super::{StateStore, call};
 use crate::storm::StormState;
+
+mod write;
+pub use write::{Outcome, StormWrite};
 
 /// The index shard of storms that need a turn.
 pub const STORM_SHARD: &str = "storm";
@@ -76,64 +78,6 @@ impl StateStore {
             }
         }
         Ok(found)
-    }
-
-    /// Writes `state` of `key` if the item is still at `version`. `Ok(false)`:
-    /// another invocation wrote it meanwhile (read it again and re-apply).
-    pub async fn put_storm(
-        &self,
-        key: &str,
-        state: &StormState,
-        version: Option<u64>,
-        next_turn: Option<Timestamp>,
-        deadline: &Deadline,
-    ) -> Result<bool, Failure> {
-        let timeout = deadline
-            .timeout(self.config.call_timeout)
-            .ok_or_else(Deadline::expired)?;
-        let json = serde_json::to_string(state)
-            .map_err(|e| Failure::permanent("encode", e.to_string()))?;
-        let expires_at = Timestamp::now().as_second() + self.config.ttl.as_secs() as i64;
-        let mut item: Item = HashMap::from([
-            (KEY.into(), AttributeValue::S(key.into())),
-            (
-                VERSION.into(),
-                AttributeValue::N(version.map_or(1, |v| v + 1).to_string()),
-            ),
-            (EXPIRES_AT.into(), AttributeValue::N(expires_at.to_string())),
-            (STATE.into(), AttributeValue::S(json)),
-        ]);
-        if let Some(t) = next_turn {
-            item.insert(HELD_SHARD.into(), AttributeValue::S(STORM_SHARD.into()));
-            item.insert(
-                HELD_UNTIL.into(),
-                AttributeValue::N(t.as_second().max(0).to_string()),
-            );
-        }
-        let (expression, names, values) = condition(version);
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.config.table)
-            .set_item(Some(item))
-            .condition_expression(expression)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(values)
-            .send();
-        match tokio::time::timeout(timeout, put).await {
-            Err(_) => Err(Failure::retryable("timeout", "PutItem timed out")),
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(e)) => {
-                let conflict = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception());
-                if conflict {
-                    Ok(false)
-                } else {
-                    Err(named("PutItem", classify_sdk_error(&e)))
-                }
-            }
-        }
     }
 
     /// The keys of the storms that need a turn by `at` (an update that
