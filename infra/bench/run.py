@@ -223,9 +223,11 @@ def main():
                                                             "--artifact-dir", LAMBDA_DIR,
                                                             "--bridge", os.path.join(DEBUG, "cloudwatch-bridge")] + common,
                                         300)
+    outcomes["storm-bench.py"] = bench("storm-bench.py", [ENRICHER, "--bridge", os.path.join(DEBUG, "cloudwatch-bridge")]
+                                       + common, 900)
 
     sections = []
-    for name in ("agent-load.md", "agent-stores.md", "lambda.md"):
+    for name in ("agent-load.md", "agent-stores.md", "lambda.md", "storm.md"):
         path = os.path.join(args.results, name)
         if os.path.exists(path):
             with open(path) as f:
