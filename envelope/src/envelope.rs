@@ -35,6 +35,8 @@ pub enum Source {
     Alertmanager,
     /// A Kubernetes Warning event.
     KubernetesEvent,
+    /// A CloudWatch alarm's state change (through SNS or EventBridge).
+    CloudwatchAlarm,
 }
 
 impl Source {
@@ -43,6 +45,7 @@ impl Source {
         match self {
             Source::Alertmanager => "alertmanager",
             Source::KubernetesEvent => "kubernetes-event",
+            Source::CloudwatchAlarm => "cloudwatch-alarm",
         }
     }
 }
@@ -219,6 +222,9 @@ pub struct AwsContext {
     /// Instance type from the node label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// The AWS account, when the source says (a CloudWatch alarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 /// An envelope that could not be read.

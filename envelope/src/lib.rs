@@ -10,6 +10,7 @@
 //!
 //! No I/O happens here.
 
+pub mod alarm;
 mod enrichment;
 mod envelope;
 mod id;

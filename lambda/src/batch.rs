@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use alert_envelope::Envelope;
+use alert_envelope::alarm::{self, AlarmOptions, Reading};
 
 use crate::config::InvalidRecordPolicy;
 use crate::event::Record;
@@ -35,6 +36,9 @@ pub struct Batch {
     pub duplicates: u64,
     /// Records that were not valid envelopes.
     pub invalid: u64,
+    /// CloudWatch alarm state changes that are no alert (`INSUFFICIENT_DATA`
+    /// under `ALARM_INSUFFICIENT_DATA=ignore`).
+    pub ignored: u64,
 }
 
 /// A record failed before delivery.
@@ -51,8 +55,9 @@ pub struct Refused {
 }
 
 impl Batch {
-    /// Reads and dedupes `records`; `policy` says what an invalid one becomes.
-    pub fn read(records: Vec<Record>, policy: InvalidRecordPolicy) -> Batch {
+    /// Reads and dedupes `records` (envelopes, or CloudWatch alarm messages
+    /// read as `alarms` says); `policy` says what an invalid one becomes.
+    pub fn read(records: Vec<Record>, policy: InvalidRecordPolicy, alarms: AlarmOptions) -> Batch {
         let mut batch = Batch::default();
         let mut index_of: HashMap<String, usize> = HashMap::new();
         let mut next_in_group: HashMap<String, usize> = HashMap::new();
@@ -65,8 +70,9 @@ impl Batch {
                 }
                 None => 0,
             };
-            match Envelope::from_json(&record.body) {
-                Ok(env) => {
+            match envelope_of(&record, alarms) {
+                Ok(None) => batch.ignored += 1,
+                Ok(Some(env)) => {
                     if let Some(&i) = index_of.get(&env.id) {
                         batch.duplicates += 1;
                         batch.owners[i].push(record.message_id);
@@ -87,7 +93,7 @@ impl Batch {
                             message_id: record.message_id,
                             group: record.group,
                             wave,
-                            error: e.to_string(),
+                            error: e,
                         });
                     }
                 }
@@ -99,6 +105,28 @@ impl Batch {
     /// How many waves delivery takes: 1 without FIFO groups.
     pub fn wave_count(&self) -> usize {
         self.waves.iter().copied().max().map_or(0, |w| w + 1)
+    }
+}
+
+/// The envelope a record carries: its JSON, or a CloudWatch alarm message
+/// (SNS or EventBridge form) read into one. `Ok(None)`: an alarm state
+/// that is no alert. The error says what is wrong, naming the field.
+fn envelope_of(record: &Record, alarms: AlarmOptions) -> Result<Option<Envelope>, String> {
+    let error = match Envelope::from_json(&record.body) {
+        Ok(env) => return Ok(Some(env)),
+        Err(e) => e,
+    };
+    let value: serde_json::Value = match serde_json::from_str(&record.body) {
+        Ok(v) if alarm::is_alarm(&v) => v,
+        _ => return Err(error.to_string()),
+    };
+    match alarm::read_alarm(&value, alarms) {
+        Ok(Reading::Alert(env)) => Ok(Some(*env)),
+        Ok(Reading::Ignored { alarm, state }) => {
+            tracing::info!(message_id = %record.message_id, alarm = %alarm, state = %state, "CloudWatch alarm state ignored (ALARM_INSUFFICIENT_DATA=ignore)");
+            Ok(None)
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -146,6 +174,36 @@ mod tests {
     }
 
     #[test]
+    fn an_alarm_message_is_read_into_an_envelope_and_insufficient_data_is_ignored() {
+        let alarm = include_str!("../../envelope/fixtures/cloudwatch/alarm-single-metric.json");
+        let unknown = include_str!("../../envelope/fixtures/cloudwatch/insufficient-data.json");
+        let broken = alarm.replace(
+            "\"StateChangeTime\": \"2026",
+            "\"StateChangeTime\": \"x2026",
+        );
+        let b = Batch::read(
+            vec![
+                record("m1", alarm, None),
+                record("m2", unknown, None),
+                record("m3", &broken, None),
+            ],
+            InvalidRecordPolicy::Fail,
+            AlarmOptions::default(),
+        );
+        assert_eq!(b.envelopes.len(), 1);
+        assert_eq!(
+            b.envelopes[0].source,
+            alert_envelope::Source::CloudwatchAlarm
+        );
+        assert_eq!((b.ignored, b.invalid), (1, 1));
+        assert!(
+            b.refused[0].error.contains("StateChangeTime"),
+            "{:?}",
+            b.refused
+        );
+    }
+
+    #[test]
     fn a_repeated_envelope_is_kept_once_with_every_owner() {
         let b = Batch::read(
             vec![
@@ -154,6 +212,7 @@ mod tests {
                 record("m3", &envelope("a"), None),
             ],
             InvalidRecordPolicy::Drop,
+            AlarmOptions::default(),
         );
         assert_eq!(b.envelopes.len(), 2);
         assert_eq!(b.owners, vec![vec!["m1", "m3"], vec!["m2"]]);
@@ -170,6 +229,7 @@ mod tests {
                 record("m4", &envelope("a3"), Some("A")),
             ],
             InvalidRecordPolicy::Fail,
+            AlarmOptions::default(),
         );
         assert_eq!(b.waves, vec![0, 0, 2]);
         assert_eq!(b.refused[0].wave, 1);

@@ -65,6 +65,9 @@ pub struct EnricherArgs {
     /// What to do with a record that is not a valid envelope: `drop` (log and count) or `fail` (report it, so maxReceiveCount moves it to the DLQ).
     #[arg(long, env = "INVALID_RECORDS", default_value = "drop")]
     pub invalid_records: InvalidRecordPolicy,
+    /// A CloudWatch alarm's `INSUFFICIENT_DATA` state: `ignore` (logged and counted, no alert) or `firing` (an alert like `ALARM`). See docs/aws-integration.md.
+    #[arg(long, env = "ALARM_INSUFFICIENT_DATA", default_value = "ignore")]
+    pub alarm_insufficient_data: InsufficientData,
     /// Routing document, inline (YAML or JSON). See docs/sinks.md.
     #[arg(long, env = "ROUTES")]
     pub routes: Option<String>,
@@ -148,6 +151,15 @@ pub enum InvalidRecordPolicy {
     Fail,
 }
 
+/// What a CloudWatch alarm's `INSUFFICIENT_DATA` state is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InsufficientData {
+    /// No alert: logged and counted (`Ignored`).
+    Ignore,
+    /// An alert, like `ALARM`.
+    Firing,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct EnricherConfig {
@@ -161,6 +173,8 @@ pub struct EnricherConfig {
     pub metrics: MetricsConfig,
     /// Invalid record handling.
     pub invalid_records: InvalidRecordPolicy,
+    /// How CloudWatch alarm messages are read.
+    pub alarms: alert_envelope::alarm::AlarmOptions,
     /// Where the routing document comes from.
     pub routes: crate::routes_source::RoutesSource,
     /// Sink secret TTL.
@@ -286,6 +300,9 @@ impl EnricherArgs {
                 default: default_metrics(),
             },
             invalid_records: self.invalid_records,
+            alarms: alert_envelope::alarm::AlarmOptions {
+                insufficient_data_fires: self.alarm_insufficient_data == InsufficientData::Firing,
+            },
         })
     }
 }

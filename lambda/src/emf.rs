@@ -28,6 +28,8 @@ pub struct Counts {
     pub invalid: u64,
     /// Records whose envelope id repeated in the batch.
     pub duplicates: u64,
+    /// CloudWatch alarm state changes that are no alert (`INSUFFICIENT_DATA`).
+    pub ignored: u64,
     /// Envelopes with EC2 data.
     pub enriched: u64,
     /// Envelopes delivered with at least one enrichment error.
@@ -83,6 +85,7 @@ impl Counts {
             ("Records", self.records),
             ("Invalid", self.invalid),
             ("Duplicates", self.duplicates),
+            ("Ignored", self.ignored),
             ("Enriched", self.enriched),
             ("Degraded", self.degraded),
             ("Delivered", self.delivered),

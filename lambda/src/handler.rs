@@ -210,9 +210,10 @@ impl Enricher {
         let deadline = deadline.into();
         let mut report = BatchReport::default();
         report.counts.records = records.len() as u64;
-        let mut batch = Batch::read(records, self.config.invalid_records);
+        let mut batch = Batch::read(records, self.config.invalid_records, self.config.alarms);
         report.counts.duplicates = batch.duplicates;
         report.counts.invalid = batch.invalid;
+        report.counts.ignored = batch.ignored;
 
         let enriched = self.enrichers.enrich(&mut batch.envelopes, &deadline).await;
         report.counts.enriched = enriched.enriched as u64;

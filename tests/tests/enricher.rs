@@ -187,6 +187,7 @@ fn envelope(i: usize, instance: Option<&str>, severity: &str) -> Envelope {
             availability_zone: Some("us-east-1a".into()),
             region: Some(REGION.into()),
             instance_type: None,
+            account_id: None,
         }),
         enrichment: None,
         truncated: false,

@@ -693,6 +693,9 @@ async fn stack_with_pod_identity_and_a_customer_key_in_moto() {
             "TopicKmsKeyArn": key,
             "FunctionTimeoutSeconds": "30",
             "MaxReceiveCount": "3",
+            // CloudWatch alarms' topic: its subscription and queue-policy
+            // statement are conditional (moto builds neither; cfn-lint checks them).
+            "CloudWatchAlarmsTopicArn": format!("arn:aws:sns:{REGION}:{ACCOUNT_ID}:alert-manager-alarms"),
         }}),
     )
     .await;

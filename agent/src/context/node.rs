@@ -106,6 +106,7 @@ pub fn node_context(node: &Node, k8s: &mut KubernetesContext) -> AwsContext {
         region: label(LABEL_REGION).or_else(|| zone.as_deref().and_then(region_of_zone)),
         availability_zone: zone,
         instance_type: label(LABEL_INSTANCE_TYPE),
+        account_id: None,
     }
 }
 
