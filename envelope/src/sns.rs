@@ -231,7 +231,7 @@ pub fn sanitize_subject(raw: &str) -> String {
 /// An envelope that cannot be made to fit, even with every annotation cut.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "envelope {id} is {size} bytes with attributes after cutting every annotation; SNS allows {MAX_MESSAGE_BYTES}"
+    "envelope {id} is {size} bytes (with its attributes or event fields) after cutting every annotation; an SNS message or EventBridge event holds {MAX_MESSAGE_BYTES}"
 )]
 pub struct TooLarge {
     /// Id of the envelope.
@@ -260,6 +260,15 @@ pub fn fit_to_size(
     attributes: &MessageAttributes,
 ) -> Result<FittedMessage, TooLarge> {
     let limit = MAX_MESSAGE_BYTES.saturating_sub(attributes.size_bytes());
+    fit_within(env, limit).map_err(|e| TooLarge {
+        size: e.size + attributes.size_bytes(),
+        ..e
+    })
+}
+
+/// Like [`fit_to_size`], for a body of at most `limit` bytes (an
+/// EventBridge event's `detail`, say).
+pub fn fit_within(env: &mut Envelope, limit: usize) -> Result<FittedMessage, TooLarge> {
     let mut body = to_json(env);
     if body.len() <= limit {
         return Ok(FittedMessage {
@@ -288,7 +297,7 @@ pub fn fit_to_size(
         else {
             return Err(TooLarge {
                 id: env.id.clone(),
-                size: body.len() + attributes.size_bytes(),
+                size: body.len(),
             });
         };
         // Removing k raw bytes shrinks the JSON by at least k (escapes only

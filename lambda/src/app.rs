@@ -81,7 +81,8 @@ pub async fn init(args: EnricherArgs) -> Result<Enricher, Error> {
         aws_sdk_sns::Client::new(&sdk),
         region,
     )
-    .with_delivery(routes, secrets);
+    .with_delivery(routes, secrets)
+    .with_eventbridge(aws_sdk_eventbridge::Client::new(&sdk));
     Ok(match state {
         Some(state) => enricher.with_state(state),
         None => enricher,

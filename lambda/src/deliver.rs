@@ -205,7 +205,7 @@ async fn run<'a>(
         let env = &envelopes[i];
         for name in routed_to(env) {
             match sinks.get_key_value(name.as_str()) {
-                Some((_, sink)) if is_stale(env) && !matches!(sink, Sink::Sns(_)) => {
+                Some((_, sink)) if is_stale(env) && !sink.is_machines() => {
                     report.counts.skipped_stale += 1;
                 }
                 Some((name, _)) if ledger.delivered(env, name) => {
@@ -239,7 +239,10 @@ async fn run<'a>(
         })
     });
     for (name, targets, delivery) in futures::future::join_all(runs).await {
-        report.counts.publish_batch_calls += delivery.aws_calls;
+        match sinks.get(name) {
+            Some(Sink::EventBridge(_)) => report.counts.put_events_calls += delivery.aws_calls,
+            _ => report.counts.publish_batch_calls += delivery.aws_calls,
+        }
         for (&index, outcome) in targets.iter().zip(delivery.outcomes) {
             results.push(SinkResult {
                 index,

@@ -70,6 +70,8 @@ pub struct Counts {
     pub get_metric_data_calls: u64,
     /// PublishBatch calls.
     pub publish_batch_calls: u64,
+    /// PutEvents calls (EventBridge sinks).
+    pub put_events_calls: u64,
     /// BatchGetItem calls (state store).
     pub batch_get_item_calls: u64,
     /// PutItem calls (state store).
@@ -105,6 +107,7 @@ impl Counts {
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),
             ("AwsCalls.GetMetricData", self.get_metric_data_calls),
             ("AwsCalls.PublishBatch", self.publish_batch_calls),
+            ("AwsCalls.PutEvents", self.put_events_calls),
             ("AwsCalls.BatchGetItem", self.batch_get_item_calls),
             ("AwsCalls.PutItem", self.put_item_calls),
         ];

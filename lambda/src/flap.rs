@@ -61,7 +61,11 @@ pub fn apply(
                 continue;
             }
             until = until.max(stable_at(&transitions, rule));
-            for sink in table.routes[r].sinks.iter().filter(|s| !table.is_sns(s)) {
+            for sink in table.routes[r]
+                .sinks
+                .iter()
+                .filter(|s| !table.is_machines(s))
+            {
                 if !routed(env).contains(sink) || held.contains(sink) || noticed.contains(sink) {
                     continue;
                 }

@@ -51,6 +51,7 @@ impl Enricher {
             routes: Routes::fixed(RoutingTable::enriched_only()),
             clients: SinkClients {
                 sns,
+                eventbridge: None,
                 http: HttpClient::default(),
                 secrets: None,
                 slack_api,
@@ -65,6 +66,13 @@ impl Enricher {
     pub fn with_delivery(mut self, routes: Routes, secrets: SecretStore) -> Self {
         self.routes = routes;
         self.clients.secrets = Some(Arc::new(secrets));
+        self
+    }
+
+    /// Adds the EventBridge client, for the routing document's
+    /// `eventbridge` sinks.
+    pub fn with_eventbridge(mut self, client: aws_sdk_eventbridge::Client) -> Self {
+        self.clients.eventbridge = Some(client);
         self
     }
 

@@ -70,7 +70,7 @@ fn apply(table: &RoutingTable, decision: &mut Decision, env: &Envelope, tag: &st
         .and_then(|e| e.ec2.as_ref())
         .map_or("", |e| e.instance_id.as_str());
     let (machines, people): (Vec<String>, Vec<String>) =
-        decision.sinks.drain(..).partition(|s| table.is_sns(s));
+        decision.sinks.drain(..).partition(|s| table.is_machines(s));
     decision.sinks = machines;
     let mut held = decision.muted.take().map(|m| m.sinks).unwrap_or_default();
     held.extend(people);

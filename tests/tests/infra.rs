@@ -207,6 +207,10 @@ fn placeholder_values() -> BTreeMap<&'static str, String> {
             format!("arn:aws:secretsmanager:{r}:{a}:secret:alert-manager/slack-AbCdEf"),
         ),
         ("RoutesParameterName", "alert-manager/routes".to_string()),
+        (
+            "EventBusArn",
+            format!("arn:aws:events:{r}:{a}:event-bus/alerts"),
+        ),
         ("StateTableName", "alert-manager-state".to_string()),
         ("FunctionName", "alert-manager-enricher".to_string()),
         ("OidcProviderArn", oidc_provider_arn()),
@@ -318,6 +322,7 @@ fn iam_files_are_least_privilege_and_documented() {
             "ec2:DescribeInstances",
             "cloudwatch:GetMetricData",
             "sns:Publish",
+            "events:PutEvents",
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
@@ -337,6 +342,10 @@ fn iam_files_are_least_privilege_and_documented() {
     assert_eq!(
         enricher["sns:Publish"],
         BTreeSet::from([p["EnrichedTopicArn"].clone()])
+    );
+    assert_eq!(
+        enricher["events:PutEvents"],
+        BTreeSet::from([p["EventBusArn"].clone()])
     );
     assert_eq!(
         enricher["sqs:ReceiveMessage"],
@@ -545,7 +554,14 @@ async fn stack_creates_in_moto_and_the_enricher_deploys_with_its_outputs() {
         "lambda.amazonaws.com"
     );
     let enricher = role_grants(&stack, "EnricherRole");
-    let documented: BTreeSet<String> = grants(&files["enricher-policy.json"]).into_keys().collect();
+    let mut documented: BTreeSet<String> =
+        grants(&files["enricher-policy.json"]).into_keys().collect();
+    // Only with EventBusArns, which this stack leaves empty (the Pod Identity stack sets it).
+    assert!(documented.remove("events:PutEvents"));
+    assert!(
+        !enricher.contains_key("events:PutEvents"),
+        "no bus, no grant"
+    );
     let granted: BTreeSet<String> = enricher.keys().cloned().collect();
     assert_eq!(
         granted, documented,
@@ -696,6 +712,7 @@ async fn stack_with_pod_identity_and_a_customer_key_in_moto() {
             // CloudWatch alarms' topic: its subscription and queue-policy
             // statement are conditional (moto builds neither; cfn-lint checks them).
             "CloudWatchAlarmsTopicArn": format!("arn:aws:sns:{REGION}:{ACCOUNT_ID}:alert-manager-alarms"),
+            "EventBusArns": format!("arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/alerts"),
         }}),
     )
     .await;
@@ -726,6 +743,13 @@ async fn stack_with_pod_identity_and_a_customer_key_in_moto() {
     assert_eq!(agent["sns:Publish"], BTreeSet::from([raw]));
     let enricher = role_grants(&stack, "EnricherRole");
     assert_eq!(enricher["kms:GenerateDataKey*"], keys);
+    assert_eq!(
+        enricher["events:PutEvents"],
+        BTreeSet::from([format!(
+            "arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/alerts"
+        )]),
+        "the named bus only"
+    );
     assert!(
         !enricher.contains_key("ssm:GetParameter"),
         "no routes parameter, no SSM grant"

@@ -4,7 +4,7 @@
 use alert_envelope::{Envelope, Muted};
 use jiff::Timestamp;
 
-use super::{RoutingTable, is_sns};
+use super::{RoutingTable, is_machines};
 
 /// Why each route is muted at one moment, and until when (`None`: it is not).
 #[derive(Debug, Clone, Default)]
@@ -71,8 +71,11 @@ impl RoutingTable {
                         }
                     }
                     Some((reason, until)) => {
-                        let (machines, people): (Vec<String>, Vec<String>) =
-                            route.sinks.iter().cloned().partition(|s| self.is_sns(s));
+                        let (machines, people): (Vec<String>, Vec<String>) = route
+                            .sinks
+                            .iter()
+                            .cloned()
+                            .partition(|s| self.is_machines(s));
                         add(&machines, &mut decision);
                         held.extend(people);
                         decision.muted.get_or_insert(Muted {
@@ -104,8 +107,8 @@ impl RoutingTable {
         decision
     }
 
-    /// Whether `sink` is an SNS topic (machines' sink, never muted).
-    pub fn is_sns(&self, sink: &str) -> bool {
-        is_sns(&self.sinks, sink)
+    /// Whether `sink` is a machines' sink (SNS, EventBridge): never muted.
+    pub fn is_machines(&self, sink: &str) -> bool {
+        is_machines(&self.sinks, sink)
     }
 }

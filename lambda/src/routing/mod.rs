@@ -298,7 +298,11 @@ impl RoutingTable {
                 matchers.push((f, m));
             }
             let path = format!("routes[{i}]");
-            let people = r.sinks.iter().filter(|s| !is_sns(&doc.sinks, s)).count();
+            let people = r
+                .sinks
+                .iter()
+                .filter(|s| !is_machines(&doc.sinks, s))
+                .count();
             let storm = r.storm.as_ref().map(|d| d.compile(&path, people));
             let flap = r.flap.as_ref().map(|d| d.compile(&path));
             routes.push(Route {
@@ -331,11 +335,11 @@ impl RoutingTable {
     }
 }
 
-/// Whether `sink` of `declared` is an SNS topic (machines' sink, never
-/// muted or summarised).
-fn is_sns(declared: &BTreeMap<String, SinkConfig>, sink: &str) -> bool {
+/// Whether `sink` of `declared` is a machines' sink (an SNS topic or an
+/// EventBridge bus): it gets every envelope, never muted or summarised.
+fn is_machines(declared: &BTreeMap<String, SinkConfig>, sink: &str) -> bool {
     match declared.get(sink) {
-        Some(config) => matches!(config, SinkConfig::Sns(_)),
+        Some(config) => matches!(config, SinkConfig::Sns(_) | SinkConfig::Eventbridge(_)),
         None => sink == ENRICHED_SINK,
     }
 }

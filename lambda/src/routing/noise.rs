@@ -112,7 +112,7 @@ impl StormDocument {
         if people == 0 {
             return Err(RoutingError {
                 path: format!("{path}.storm"),
-                message: "the route has only SNS sinks, which get every alert; a storm needs a people's sink (slack, slack_app, pagerduty, webhook) to summarise for".into(),
+                message: "the route has only machines' sinks (sns, eventbridge), which get every alert; a storm needs a people's sink (slack, slack_app, pagerduty, webhook) to summarise for".into(),
             });
         }
         if self.threshold == 0 {

@@ -15,6 +15,7 @@
 //! fetched through [`SecretStore`] and never formatted into a log line or an
 //! error: HTTP errors are reported without their URL.
 
+pub mod eventbridge;
 pub mod http;
 pub mod pagerduty;
 pub mod slack;
@@ -30,6 +31,7 @@ use alert_aws::{ConfigError, Deadline, Failure, RetryStage};
 use alert_envelope::Envelope;
 use serde::Deserialize;
 
+pub use eventbridge::{EventBridgeConfig, EventBridgeSink};
 pub use http::HttpClient;
 pub use pagerduty::{PagerDutyConfig, PagerDutySink};
 pub use slack::{SlackConfig, SlackSink};
@@ -48,6 +50,8 @@ use crate::storm::summary::Summary;
 pub enum SinkConfig {
     /// An SNS topic (PublishBatch, envelope attributes for filter policies).
     Sns(SnsSinkConfig),
+    /// An EventBridge bus (PutEvents, the envelope as `detail`).
+    Eventbridge(EventBridgeConfig),
     /// A Slack incoming webhook.
     Slack(SlackConfig),
     /// Slack as an app (Web API, bot token): one message per alert's life.
@@ -64,6 +68,7 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             SinkConfig::Sns(c) => c.topic().map(drop),
+            SinkConfig::Eventbridge(c) => c.validate(),
             SinkConfig::Slack(c) => c.validate(),
             SinkConfig::SlackApp(c) => c.validate(),
             SinkConfig::Pagerduty(c) => c.validate(),
@@ -71,10 +76,11 @@ impl SinkConfig {
         }
     }
 
-    /// `sns`, `slack`, `slack_app`, `pagerduty` or `webhook`.
+    /// `sns`, `eventbridge`, `slack`, `slack_app`, `pagerduty` or `webhook`.
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Sns(_) => "sns",
+            SinkConfig::Eventbridge(_) => "eventbridge",
             SinkConfig::Slack(_) => "slack",
             SinkConfig::SlackApp(_) => "slack_app",
             SinkConfig::Pagerduty(_) => "pagerduty",
@@ -88,6 +94,8 @@ impl SinkConfig {
 pub struct SinkClients {
     /// SNS, for the SNS sinks.
     pub sns: aws_sdk_sns::Client,
+    /// EventBridge, for the EventBridge sinks; `None` refuses them.
+    pub eventbridge: Option<aws_sdk_eventbridge::Client>,
     /// HTTP, for the others (built on first use).
     pub http: HttpClient,
     /// Where the HTTP sinks' secrets come from; `None` refuses them.
@@ -122,6 +130,8 @@ pub struct Delivery {
 pub enum Sink {
     /// An SNS topic.
     Sns(SnsSink),
+    /// An EventBridge bus.
+    EventBridge(EventBridgeSink),
     /// Slack, incoming webhook.
     Slack(SlackSink),
     /// Slack, app.
@@ -133,11 +143,26 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// Whether it is a machines' sink (SNS, EventBridge): it gets every
+    /// envelope, muted, held, stale or absorbed by a storm as well.
+    pub fn is_machines(&self) -> bool {
+        matches!(self, Sink::Sns(_) | Sink::EventBridge(_))
+    }
+
     /// Builds the sink a config describes.
     pub fn build(config: &SinkConfig, clients: &SinkClients) -> Result<Sink, ConfigError> {
         let secrets = || clients.secrets.clone();
         Ok(match config {
             SinkConfig::Sns(c) => Sink::Sns(SnsSink::new(c.topic()?, clients.sns.clone())),
+            SinkConfig::Eventbridge(c) => {
+                let client = clients.eventbridge.clone().ok_or_else(|| {
+                    ConfigError::new(
+                        "type",
+                        "eventbridge: this enricher has no EventBridge client",
+                    )
+                })?;
+                Sink::EventBridge(EventBridgeSink::new(c.clone(), client))
+            }
             SinkConfig::Slack(c) => {
                 Sink::Slack(SlackSink::new(c.clone(), clients.http.clone(), secrets()))
             }
@@ -195,6 +220,7 @@ impl Sink {
         let none = |r: Result<(), Failure>| r.map(|()| None);
         match self {
             Sink::Sns(s) => s.deliver(envelopes, deadline, retry).await,
+            Sink::EventBridge(s) => s.deliver(envelopes, deadline, retry).await,
             Sink::Slack(s) => {
                 http::delivery(envelopes, deadline, retry, |i, t| async move {
                     none(s.attempt(envelopes[i], t).await)
@@ -239,7 +265,8 @@ impl Sink {
         retry
             .run(deadline, http::ATTEMPT_TIMEOUT, |timeout| async move {
                 match self {
-                    Sink::Sns(_) => {}
+                    // Machines' sinks get every envelope, never a summary.
+                    Sink::Sns(_) | Sink::EventBridge(_) => {}
                     Sink::Slack(s) if prior.updates == 0 || closed => {
                         s.post(&summary.slack(), timeout).await?
                     }

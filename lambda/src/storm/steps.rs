@@ -24,7 +24,7 @@ pub fn people(table: &RoutingTable, index: usize) -> Vec<String> {
     table.routes[index]
         .sinks
         .iter()
-        .filter(|s| !table.is_sns(s))
+        .filter(|s| !table.is_machines(s))
         .cloned()
         .collect()
 }

@@ -182,6 +182,7 @@ pub async fn enricher_with_args(
         REGION.into(),
     )
     .with_delivery(routes, secrets)
+    .with_eventbridge(aws_sdk_eventbridge::Client::new(&s.config))
     .with_retry(RetryStage::new(
         Duration::from_millis(50),
         Duration::from_millis(300),
