@@ -11,100 +11,21 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use alert_aws::{ConfigError, Deadline, Failure, RetryStage, classify_sdk_error};
-use alert_envelope::{Envelope, Status, sns};
+use alert_aws::{Deadline, Failure, RetryStage, classify_sdk_error};
+use alert_envelope::{Envelope, sns};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{Delivery, Outcome};
+
+mod config;
+pub use config::EventBridgeConfig;
 
 /// Per-attempt cap of one `PutEvents`.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What an entry may hold besides its detail: EventBridge counts `Source`,
 /// `DetailType`, `Detail`, `Resources` and 14 bytes of `Time`.
 const ENTRY_OVERHEAD: usize = 14;
-
-/// An EventBridge sink.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventBridgeConfig {
-    /// The bus, in the function's region:
-    /// `arn:aws:events:us-east-1:123456789012:event-bus/alerts`.
-    pub event_bus_arn: String,
-    /// The events' `source`, for rules to match; may not begin with `aws.`.
-    #[serde(default = "default_source")]
-    pub source: String,
-    /// The events' `detail-type`; by default `Alert Firing` or `Alert
-    /// Resolved`, by the alert's status.
-    #[serde(default)]
-    pub detail_type: Option<String>,
-}
-
-fn default_source() -> String {
-    "alert-manager".into()
-}
-
-impl EventBridgeConfig {
-    /// Checks the fields; the error names the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let parts: Vec<&str> = self.event_bus_arn.splitn(6, ':').collect();
-        let name = parts
-            .get(5)
-            .and_then(|r| r.strip_prefix("event-bus/"))
-            .unwrap_or("");
-        let valid = parts.len() == 6
-            && parts[0] == "arn"
-            && parts[1].starts_with("aws")
-            && parts[2] == "events"
-            && !parts[3].is_empty()
-            && parts[4].len() == 12
-            && parts[4].bytes().all(|b| b.is_ascii_digit())
-            && !name.is_empty()
-            && name.len() <= 256
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'));
-        if !valid {
-            return Err(ConfigError::new(
-                "event_bus_arn",
-                format!(
-                    "{:?} is not an event bus ARN like arn:aws:events:us-east-1:123456789012:event-bus/alerts",
-                    self.event_bus_arn
-                ),
-            ));
-        }
-        if self.source.is_empty() || self.source.len() > 256 {
-            return Err(ConfigError::new("source", "must be 1 to 256 characters"));
-        }
-        if self.source.starts_with("aws.") {
-            return Err(ConfigError::new(
-                "source",
-                format!(
-                    "{:?}: sources beginning with aws. are AWS's own",
-                    self.source
-                ),
-            ));
-        }
-        if let Some(t) = &self.detail_type
-            && (t.is_empty() || t.len() > 128)
-        {
-            return Err(ConfigError::new(
-                "detail_type",
-                "must be 1 to 128 characters",
-            ));
-        }
-        Ok(())
-    }
-
-    fn detail_type(&self, env: &Envelope) -> &str {
-        match (&self.detail_type, env.status) {
-            (Some(t), _) => t,
-            (None, Status::Firing) => "Alert Firing",
-            (None, Status::Resolved) => "Alert Resolved",
-        }
-    }
-}
 
 /// One event, ready to send.
 #[derive(Debug, Clone)]
@@ -266,7 +187,7 @@ mod tests {
     use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, mock};
 
     use super::*;
-    use alert_envelope::Source;
+    use alert_envelope::{Source, Status};
 
     fn config() -> EventBridgeConfig {
         serde_yaml::from_str(
@@ -380,24 +301,5 @@ mod tests {
             "the one call matched: cut, valid, within 256 KiB"
         );
         assert!(d.outcomes[0].result.is_ok());
-    }
-
-    #[test]
-    fn fields_are_checked_by_name() {
-        assert!(config().validate().is_ok());
-        let mut c = config();
-        c.event_bus_arn = "arn:aws:sns:us-east-1:123456789012:alerts".into();
-        assert_eq!(c.validate().unwrap_err().setting, "event_bus_arn");
-        let mut c = config();
-        c.source = "aws.cloudwatch".into();
-        assert_eq!(c.validate().unwrap_err().setting, "source");
-        let mut c = config();
-        c.detail_type = Some("x".repeat(129));
-        assert_eq!(c.validate().unwrap_err().setting, "detail_type");
-        assert_eq!(config().detail_type(&env(0)), "Alert Firing");
-        assert!(
-            serde_yaml::from_str::<EventBridgeConfig>("event_bus_arn: x\nbus: y\n").is_err(),
-            "unknown fields are refused"
-        );
     }
 }
