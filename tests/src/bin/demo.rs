@@ -1,5 +1,6 @@
 //! `make demo`: the whole pipeline on this machine, one alert through it,
-//! step by step with timings, then its resolve. Everything runs on
+//! step by step with timings, then its resolve, then a CloudWatch alarm on
+//! the same instance. Everything runs on
 //! 127.0.0.1 and stops on exit or Ctrl-C.
 
 use std::process::ExitCode;
@@ -155,8 +156,73 @@ async fn demo() -> ExitCode {
         );
     }
     slack_app_messages(&p, "updated in place", 1).await;
+    if !cloudwatch_alarm(&p, &sqs).await {
+        return ExitCode::FAILURE;
+    }
     println!("\nDone: every process the demo started is being stopped.");
     ExitCode::SUCCESS
+}
+
+/// CloudWatch's notification of an alarm on the seeded instance, as
+/// CloudWatch publishes it to SNS (moto's `SetAlarmState` publishes
+/// nothing, so the demo publishes CloudWatch's message itself), through the
+/// enricher's queue, enriched and routed like the Prometheus alert.
+async fn cloudwatch_alarm(p: &Pipeline, sqs: &aws_sdk_sqs::Client) -> bool {
+    println!(
+        "\nA CloudWatch alarm on instance {} ([critical] node-cpu-high, ALARM) through the alarms topic",
+        p.instance_id
+    );
+    let topic = p.moto.create_topic("alert-manager-alarms").await;
+    p.moto.subscribe_queue(&topic, "enricher-inbox", None).await;
+    let message = include_str!("../../../envelope/fixtures/cloudwatch/alarm-single-metric.json")
+        .replace("i-0123456789abcdef0", &p.instance_id);
+    let sent = Instant::now();
+    let published = aws_sdk_sns::Client::new(&p.config)
+        .publish()
+        .topic_arn(&topic)
+        .message(message)
+        .send()
+        .await;
+    if let Err(e) = published {
+        eprintln!("publishing the alarm notification failed: {e}");
+        return false;
+    }
+    let got = receive_until(sqs, &p.all_queue, Duration::from_secs(60), |g| {
+        g.iter()
+            .any(|(e, _)| e.source == alert_envelope::Source::CloudwatchAlarm)
+    })
+    .await;
+    let Some((env, attrs)) = got
+        .iter()
+        .find(|(e, _)| e.source == alert_envelope::Source::CloudwatchAlarm)
+    else {
+        eprintln!("the alarm did not come through within 60 s");
+        return false;
+    };
+    let enrichment = env.enrichment.clone().unwrap_or_default();
+    println!(
+        "  · enriched after {:.1} s: envelope {} source {} severity {} cluster {}",
+        sent.elapsed().as_secs_f64(),
+        env.id,
+        attrs.get("source").map_or("?", String::as_str),
+        env.severity.as_str(),
+        env.cluster
+    );
+    println!(
+        "  · instance {} ({}), team {}, routed to {:?}",
+        enrichment
+            .ec2
+            .as_ref()
+            .map_or("-", |e| e.instance_id.as_str()),
+        enrichment
+            .ec2
+            .as_ref()
+            .and_then(|e| e.instance_type.as_deref())
+            .unwrap_or("-"),
+        enrichment.team.as_deref().unwrap_or("-"),
+        enrichment.routed_to
+    );
+    true
 }
 
 /// Prints the Slack app's messages (the Web API stand-in) once the one
