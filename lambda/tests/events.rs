@@ -73,3 +73,49 @@ fn other_payloads_are_rejected_with_a_reason() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+#[test]
+fn a_cloudwatch_alarm_arrives_through_sqs_wrapped_or_raw_and_through_sns() {
+    use alert_envelope::Source;
+    use alert_envelope::alarm::AlarmOptions;
+    use alert_manager_enricher::batch::Batch;
+    use alert_manager_enricher::config::InvalidRecordPolicy;
+
+    let alarm = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../envelope/fixtures/cloudwatch/alarm-single-metric.json"
+    ))
+    .unwrap();
+    let notification = json!({
+        "Type": "Notification",
+        "MessageId": "5a2f5c1e-0000-4000-8000-000000000001",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:alert-manager-alarms",
+        "Subject": "ALARM: \"[critical] node-cpu-high\" in US East (N. Virginia)",
+        "Message": alarm,
+        "Timestamp": "2026-12-02T10:00:01.000Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+    });
+    let mut wrapped = fixture("sqs-event.json");
+    wrapped["Records"][0]["body"] = json!(notification.to_string());
+    let mut raw = fixture("sqs-event.json");
+    raw["Records"][0]["body"] = json!(alarm);
+    let mut direct = fixture("sns-event.json");
+    direct["Records"][0]["Sns"]["Message"] = json!(alarm);
+    for (how, event) in [
+        ("SQS, wrapped", wrapped),
+        ("SQS, raw", raw),
+        ("SNS", direct),
+    ] {
+        let (_, records) = parse(&event).unwrap();
+        let batch = Batch::read(records, InvalidRecordPolicy::Fail, AlarmOptions::default());
+        assert_eq!(batch.envelopes.len(), 1, "{how}: {:?}", batch.refused);
+        assert_eq!(batch.envelopes[0].source, Source::CloudwatchAlarm, "{how}");
+        assert_eq!(
+            batch.envelopes[0].alertname, "[critical] node-cpu-high",
+            "{how}"
+        );
+    }
+}
