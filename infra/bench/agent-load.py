@@ -37,9 +37,11 @@ mismatch, errors, a process died, timeout), never for a missed goal.
 Bounded: about 3 minutes (5.5 at most), --quick about 40 s. Use a release agent (and
 ideally a release null-sns) for figures that mean anything.
 """
-import argparse, json, math, os, platform, re, select, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, json, math, os, platform, re, select, shutil, signal, subprocess, sys, tempfile, threading, time
 import resource, statistics, urllib.error, urllib.parse, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Failure, check_alive, free_port, http, mib, remaining, rss, spawn, stop, tail, wait_http  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
 TOKEN = "bench-token-0123456789abcdef"
@@ -50,170 +52,8 @@ GOAL_RSS_MIB = 32
 GOAL_CPU_RATIO = 0.25
 # wrk's percentile(100) answers 0; the maximum is latency.max
 PERCENTILES = [0.1, 0.5] + list(range(1, 100)) + [99.5, 99.9, 99.95, 99.99]
-WRK_LUA = r"""
--- Written by infra/bench/agent-load.py. POSTs the bodies of a file (one per
--- line) round robin; stops sending new requests after ACTIVE seconds so that
--- nothing is in flight when wrk stops. With RATE > 0, delay() paces the
--- thread's connections on one fixed schedule of RATE requests/s (each
--- connection that is free takes the next slot; a backlog of more than 100 ms
--- is dropped, so the achieved rate is lower when connections run out); RATE 0
--- sends as fast as the server answers. done() prints JSON.
---
--- A body may hold the marker FP_MARK in place of the first 8 hex digits of
--- each alert's fingerprint: every request then gets its own 8 hex digits
--- there (BASE + the number of requests this run sent), so no request repeats
--- an alert the agent has published already. The agent skips an alert whose
--- id (fingerprint and startsAt) SNS accepted in the last 5 minutes, as a
--- retry of the same notification, so round-robin copies of a few hundred
--- bodies would be answered without publishing anything. Bodies without the
--- marker are formatted once, up front.
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
-int clock_gettime(int clk, bench_timespec *ts);
-]]
-local ts = ffi.new("bench_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
-local threads, count = {}, 0
-function setup(thread)
-  count = count + 1
-  thread:set("id", count)
-  table.insert(threads, thread)
-end
-
-local reqs, parts, headers, path, base, n, i, deadline, interval, next_t
-local function split(line, mark)
-  local out, pos = {}, 1
-  while true do
-    local s, e = string.find(line, mark, pos, true)
-    if not s then out[#out + 1] = string.sub(line, pos); return out end
-    out[#out + 1] = string.sub(line, pos, s - 1)
-    pos = e + 1
-  end
-end
-
-function init(args)
-  headers = {["Content-Type"] = args[3]}
-  if args[4] ~= "-" then headers["Authorization"] = args[4] end
-  path = args[2]
-  base = tonumber(args[7])
-  reqs, parts = {}, {}
-  local f = assert(io.open(args[1], "rb"))
-  for line in f:lines() do
-    if #line > 0 then
-      local p = split(line, "FP_MARK")
-      reqs[#reqs + 1] = #p == 1 and wrk.format("POST", path, headers, line) or false
-      parts[#parts + 1] = p
-    end
-  end
-  f:close()
-  n = #reqs
-  i = (id * 97) % n
-  deadline = now() + tonumber(args[5])
-  local rate = tonumber(args[6])
-  interval = rate > 0 and 1 / rate or 0
-  sent = 0
-end
-
-function request()
-  i = i + 1
-  if i > n then i = 1 end
-  sent = sent + 1
-  if reqs[i] then return reqs[i] end
-  local tag = string.format("%08x", (base + sent) % 4294967296)
-  return wrk.format("POST", path, headers, table.concat(parts[i], tag))
-end
-
-function delay()
-  local t = now()
-  if t >= deadline then return 100000000 end
-  if interval <= 0 then return 0 end
-  if next_t == nil or next_t < t - 0.1 then next_t = t end
-  if next_t >= deadline then return 100000000 end
-  local d = next_t - t
-  next_t = next_t + interval
-  if d <= 0 then return 0 end
-  return math.floor(d * 1000 + 0.5)
-end
-
-function done(summary, latency, requests)
-  -- wrk calls request() once before the run to count pipelined requests
-  local total = -1
-  for _, t in ipairs(threads) do total = total + (t:get("sent") or 0) end
-  local ps = {}
-  for _, p in ipairs({PERCENTILES}) do
-    ps[#ps + 1] = string.format("[%s, %.0f]", tostring(p), latency:percentile(p))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "sent": %d, "duration_us": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"latency_us": {"min": %.0f, "max": %.0f, "mean": %.1f, "stdev": %.1f}, "percentiles": [%s]}\n',
-    summary.requests, total, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.min, latency.max, latency.mean, latency.stdev, table.concat(ps, ", ")))
-end
-"""
-
-
-class Failure(Exception):
-    pass
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def remaining(deadline):
-    left = deadline - time.time()
-    if left <= 0:
-        raise Failure("total time bound reached")
-    return left
-
-
-def http(url, data=None, headers=None, timeout=5.0, method=None):
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def check_alive(proc, what, log):
-    if proc is not None and proc.poll() is not None:
-        raise Failure(f"{what} exited with {proc.returncode}\n{tail(log) if log else ''}")
-
-
-def wait_http(url, deadline, what, proc=None, log=None, limit=None):
-    """Until url answers 200; False after `limit` seconds (if given)."""
-    end = time.time() + limit if limit else None
-    while True:
-        check_alive(proc, what, log)
-        try:
-            if http(url, timeout=min(2.0, remaining(deadline)))[0] == 200:
-                return True
-        except Failure:
-            raise
-        except Exception:
-            pass
-        if end and time.time() > end:
-            return False
-        time.sleep(0.05)
-
-
-def rss(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith(field))
+# The wrk script: POSTs a file of bodies round robin, paced or not; see the file.
+WRK_LUA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk-bench.lua")
 
 
 def cpu_s(pid):
@@ -227,35 +67,6 @@ def cpu_s(pid):
 def children_cpu_s():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
-
-
-def mib(kib):
-    return round(kib / 1024, 1)
-
-
-def spawn(cmd, log, **kw):
-    out = open(log, "wb")
-    try:
-        return subprocess.Popen(cmd, stdout=kw.pop("stdout", out), stderr=out, stdin=subprocess.DEVNULL,
-                                start_new_session=True, **kw)
-    finally:
-        out.close()
-
-
-def stop(proc):
-    """TERM the process group, KILL it after 5 s, reap."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def metrics(port):
@@ -730,7 +541,9 @@ def main():
         try:
             lua = os.path.join(workdir, "bench.lua")
             with open(lua, "w") as f:
-                f.write(WRK_LUA.replace("{PERCENTILES}", "{" + ", ".join(str(p) for p in PERCENTILES) + "}"))
+                with open(WRK_LUA_PATH) as template:
+                    script = template.read()
+                f.write(script.replace("{PERCENTILES}", "{" + ", ".join(str(p) for p in PERCENTILES) + "}"))
             null, null_port, null_log = start_null_sns(args.null_sns, workdir, deadline)
             token_file = os.path.join(workdir, "token")
             with open(token_file, "w") as f:

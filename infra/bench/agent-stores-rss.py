@@ -18,94 +18,14 @@ time until the stores were full, RSS when they were, peak and final RSS (MiB).
 Everything runs on 127.0.0.1 and is killed at the end, on error, on Ctrl-C,
 and after --timeout seconds at the latest.
 """
-import argparse, copy, json, os, re, select, signal, socket, subprocess, sys, tempfile, threading, time
+import argparse, copy, json, os, re, select, signal, subprocess, sys, tempfile, threading, time
 import urllib.error, urllib.parse, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Failure, check_alive, free_port, http, mib, remaining, rss, spawn, stop, tail, wait_http  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV = os.path.join(os.environ.get("ALERT_MANAGER_CACHE") or os.path.expanduser("~/.cache/alert-manager"), "venv")
 MOCK_TOKEN = "mock-token"
-
-
-class Failure(Exception):
-    pass
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def remaining(deadline):
-    left = deadline - time.time()
-    if left <= 0:
-        raise Failure("total timeout reached")
-    return left
-
-
-def http(url, data=None, headers=None, timeout=5.0):
-    req = urllib.request.Request(url, data=data, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def wait_http(url, deadline, what, proc=None, log=None):
-    while True:
-        check_alive(proc, what, log)
-        try:
-            if http(url, timeout=min(2.0, remaining(deadline)))[0] == 200:
-                return
-        except Failure:
-            raise
-        except Exception:
-            pass
-        remaining(deadline)
-        time.sleep(0.1)
-
-
-def tail(path, lines=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def check_alive(proc, what, log):
-    if proc is not None and proc.poll() is not None:
-        raise Failure(f"{what} exited with {proc.returncode}\n{tail(log) if log else ''}")
-
-
-def rss(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith(field))
-
-
-def mib(kib):
-    return round(kib / 1024, 1)
-
-
-def spawn(cmd, log, **kw):
-    out = open(log, "wb")
-    try:
-        return subprocess.Popen(cmd, stdout=kw.pop("stdout", out), stderr=out, stdin=subprocess.DEVNULL,
-                                start_new_session=True, **kw)
-    finally:
-        out.close()
-
-
-def stop(proc):
-    """TERM the process group, KILL it after 5 s, reap."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def create_topic(endpoint):
