@@ -39,7 +39,7 @@ build: ## debug build of every crate
 	$(CARGO) build --workspace
 
 demo: bootstrap ## the whole pipeline on this machine: fire an alert, watch it travel, resolve it
-	@echo "Building the agent, the enricher and the demo, once (first time: about 6 minutes on 2 cores; then seconds)..."
+	@echo "Building the agent, the enricher and the demo, once (first time: about 9 minutes on 2 cores; then seconds)..."
 	$(CARGO) test --workspace --no-run --quiet
 	@$${CARGO_TARGET_DIR:-target}/debug/demo
 
