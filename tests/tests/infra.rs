@@ -680,6 +680,8 @@ async fn stack_creates_in_moto_and_the_enricher_deploys_with_its_outputs() {
         json!(["ReportBatchItemFailures"])
     );
     assert_eq!(esm["State"], "Enabled");
+    // A storm fans out to at most MaximumConcurrency invocations (default 10).
+    assert_eq!(esm["ScalingConfig"]["MaximumConcurrency"], 10, "{esm}");
     // ... and the tick's schedule (moto's stacks do not list the Lambda
     // permission beside it; cfn-lint checks that one).
     assert_eq!(
