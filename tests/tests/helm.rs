@@ -351,6 +351,7 @@ fn default_render_validates_strictly_against_kubernetes_1_30_and_1_37() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Secret",
             "Service",
@@ -360,6 +361,34 @@ fn default_render_validates_strictly_against_kubernetes_1_30_and_1_37() {
         .map(String::from)
         .collect(),
         "default objects"
+    );
+    // On by default: the webhook only from kube-prometheus-stack's Alertmanager
+    // pods in `monitoring`, the metrics only from its Prometheus pods.
+    let np = one(&objs, "NetworkPolicy");
+    let ingress = np["spec"]["ingress"].as_sequence().unwrap();
+    let rule = |port: &str| {
+        ingress
+            .iter()
+            .find(|r| r["ports"][0]["port"].as_str() == Some(port))
+            .unwrap_or_else(|| panic!("no ingress rule for {port}: {np:?}"))
+    };
+    for (port, app) in [("webhook", "alertmanager"), ("metrics", "prometheus")] {
+        let from = &rule(port)["from"][0];
+        assert_eq!(
+            from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
+            Some(app),
+            "{port}"
+        );
+        assert_eq!(
+            from["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str(),
+            Some("monitoring"),
+            "{port}"
+        );
+    }
+    assert_eq!(
+        np["spec"]["policyTypes"].as_sequence().map(Vec::len),
+        Some(1),
+        "ingress only: egress stays open"
     );
     for o in &objs {
         if !kind(o).starts_with("Cluster") {
