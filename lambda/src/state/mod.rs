@@ -22,6 +22,7 @@
 //! record fails for the store alone unless `STATE_FAILURE=retry`.
 
 pub mod alert;
+mod conditional;
 pub mod config;
 pub mod item;
 pub mod ledger;

@@ -12,20 +12,17 @@
 
 use std::collections::HashMap;
 
-use alert_aws::{Deadline, Failure, classify_sdk_error};
+use alert_aws::{Deadline, Failure};
 use alert_envelope::Status;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
-use super::item::{self, KEY, from_item, to_item};
+use super::conditional::{Answer, TRANSACTION_BYTES, TRANSACTION_ITEMS};
+use super::item::{KEY, from_item, to_item};
 use super::ledger::{Entry, entry_of, replay};
-use super::{AlertState, Ledger, Saved, StateStore, WRITE_ATTEMPTS, call, named};
+use super::{AlertState, Ledger, Saved, StateStore, WRITE_ATTEMPTS, call};
 
-/// Items per `TransactWriteItems`: DynamoDB's limit.
-const TRANSACTION_ITEMS: usize = 100;
-/// Bytes per transaction, kept well below DynamoDB's 4 MB.
-const TRANSACTION_BYTES: usize = 2 * 1024 * 1024;
+type Item = HashMap<String, AttributeValue>;
 
 impl StateStore {
     /// Writes every alert whose state changed (see [`StateStore::save_alerts`]).
@@ -99,52 +96,25 @@ impl StateStore {
         let Some(timeout) = deadline.timeout(self.config.call_timeout) else {
             return fail_all(saved, group, Deadline::expired());
         };
-        let items: Result<Vec<TransactWriteItem>, _> = group
+        // `save_alerts` writes only entries with a state.
+        let items = group
             .iter()
-            .map(|(key, entry)| self.put(key, entry))
+            .filter_map(|(key, entry)| {
+                Some((
+                    self.item(key, entry.state.as_ref()?, entry.version),
+                    entry.version,
+                ))
+            })
             .collect();
-        let items = match items {
-            Ok(items) => items,
-            Err(e) => {
-                return fail_all(
-                    saved,
-                    group,
-                    Failure::permanent("state_request", e.to_string()),
-                );
-            }
-        };
         saved.write_calls += 1;
-        let call = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send();
-        let error = match tokio::time::timeout(timeout, call).await {
-            Err(_) => {
-                let f = Failure::retryable("timeout", "TransactWriteItems timed out");
-                return fail_all(saved, group, f);
-            }
-            Ok(Ok(_)) => {
+        let codes = match self.transact_if(items, timeout).await {
+            Ok(Answer::Cancelled(codes)) => codes,
+            Ok(Answer::Conflict) => vec![Some("ConditionalCheckFailed".into()); group.len()],
+            Ok(Answer::Written) => {
                 saved.written += group.len() as u64;
                 return;
             }
-            Ok(Err(e)) => e,
-        };
-        let codes: Option<Vec<Option<String>>> = match error.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => Some(
-                c.cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().map(String::from))
-                    .collect(),
-            ),
-            _ => None,
-        };
-        let codes = match codes {
-            Some(codes) if codes.len() == group.len() => codes,
-            _ => {
-                let f = named("TransactWriteItems", classify_sdk_error(&error));
-                return fail_all(saved, group, f);
-            }
+            Err(f) => return fail_all(saved, group, f),
         };
         for ((key, mut entry), code) in group.into_iter().zip(codes) {
             match code.as_deref() {
@@ -167,25 +137,14 @@ impl StateStore {
         }
     }
 
-    /// An alert's Put in a transaction, conditional on the version read.
-    fn put(
-        &self,
-        key: &str,
-        entry: &Entry,
-    ) -> Result<TransactWriteItem, aws_sdk_dynamodb::error::BuildError> {
-        let state = entry.state.as_ref();
-        let item = state.map(|s| {
-            let version = entry.version.map_or(1, |v| v + 1);
-            to_item(key, s, version, self.expires_at(s))
-        });
-        let (expression, names, values) = condition(entry.version);
-        let put = Put::builder()
-            .table_name(&self.config.table)
-            .set_item(item)
-            .condition_expression(expression)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(values);
-        Ok(TransactWriteItem::builder().put(put.build()?).build())
+    /// An alert's item, its version one past the version read.
+    fn item(&self, key: &str, state: &AlertState, version: Option<u64>) -> Item {
+        to_item(
+            key,
+            state,
+            version.map_or(1, |v| v + 1),
+            self.expires_at(state),
+        )
     }
 
     /// One alert's write, and the calls it took.
@@ -203,34 +162,15 @@ impl StateStore {
             let Some(timeout) = deadline.timeout(self.config.call_timeout) else {
                 return (calls, Err(Deadline::expired()));
             };
-            let version = entry.version.map_or(1, |v| v + 1);
-            let item = to_item(key, state, version, self.expires_at(state));
-            let (expression, names, values) = condition(entry.version);
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.config.table)
-                .set_item(Some(item))
-                .condition_expression(expression)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(values);
+            let item = self.item(key, state, entry.version);
             calls += 1;
-            let result = match tokio::time::timeout(timeout, put.send()).await {
-                Err(_) => Err(Failure::retryable("timeout", "PutItem timed out")),
-                Ok(Ok(_)) => return (calls, Ok(())),
-                Ok(Err(e)) => {
-                    let conflict = e
-                        .as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception());
-                    if conflict {
-                        match self.reread(key, &mut entry, deadline).await {
-                            Ok(()) => continue,
-                            Err(f) => Err(f),
-                        }
-                    } else {
-                        Err(named("PutItem", classify_sdk_error(&e)))
-                    }
-                }
+            let result = match self.put_if(item, entry.version, timeout).await {
+                Ok(Answer::Conflict) => match self.reread(key, &mut entry, deadline).await {
+                    Ok(()) => continue,
+                    Err(f) => Err(f),
+                },
+                Ok(Answer::Written | Answer::Cancelled(_)) => Ok(()),
+                Err(f) => Err(f),
             };
             return (calls, result);
         }
@@ -283,29 +223,6 @@ impl StateStore {
         from.as_second()
             .max(Timestamp::now().as_second())
             .saturating_add(self.config.ttl.as_secs() as i64)
-    }
-}
-
-type Names = HashMap<String, String>;
-type Values = Option<HashMap<String, AttributeValue>>;
-
-/// The condition of an alert's write: still the version read, or still no
-/// item when none was read.
-pub(super) fn condition(version: Option<u64>) -> (&'static str, Names, Values) {
-    match version {
-        Some(v) => (
-            "#v = :v",
-            HashMap::from([("#v".to_string(), item::VERSION.to_string())]),
-            Some(HashMap::from([(
-                ":v".to_string(),
-                AttributeValue::N(v.to_string()),
-            )])),
-        ),
-        None => (
-            "attribute_not_exists(#k)",
-            HashMap::from([("#k".to_string(), KEY.to_string())]),
-            None,
-        ),
     }
 }
 

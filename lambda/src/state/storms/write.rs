@@ -3,21 +3,15 @@
 
 use std::collections::HashMap;
 
-use alert_aws::{Deadline, Failure, classify_sdk_error};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use alert_aws::{Deadline, Failure};
+use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
 
+use super::super::StateStore;
+use super::super::conditional::{Answer, TRANSACTION_BYTES, TRANSACTION_ITEMS};
 use super::super::item::{EXPIRES_AT, HELD_SHARD, HELD_UNTIL, KEY, VERSION};
-use super::super::write::condition;
-use super::super::{StateStore, named};
 use super::{Item, STATE, STORM_SHARD};
 use crate::storm::StormState;
-
-/// Items per `TransactWriteItems`: DynamoDB's limit.
-const TRANSACTION_ITEMS: usize = 100;
-/// Bytes per transaction, kept well below DynamoDB's 4 MB.
-const TRANSACTION_BYTES: usize = 2 * 1024 * 1024;
 
 /// One storm's write: `state`, if its item is still at `version`.
 #[derive(Debug, Clone, Copy)]
@@ -129,96 +123,36 @@ impl StateStore {
         deadline: &Deadline,
     ) -> Vec<Outcome> {
         let n = items.len();
-        let mut items = items.map(|(item, version)| (item, condition(version)));
         let all = |o: Outcome| std::iter::repeat_n(o, n).collect::<Vec<_>>();
         let Some(timeout) = deadline.timeout(self.config.call_timeout) else {
             return all(Outcome::Failed(Deadline::expired()));
         };
-        if n == 1 {
-            let Some((item, (expression, names, values))) = items.next() else {
-                return Vec::new();
-            };
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.config.table)
-                .set_item(Some(item))
-                .condition_expression(expression)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(values)
-                .send();
-            return vec![match tokio::time::timeout(timeout, put).await {
-                Err(_) => Outcome::Failed(Failure::retryable("timeout", "PutItem timed out")),
-                Ok(Ok(_)) => Outcome::Written,
-                Ok(Err(e))
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    Outcome::Conflict
-                }
-                Ok(Err(e)) => Outcome::Failed(named("PutItem", classify_sdk_error(&e))),
-            }];
-        }
-        let mut puts = Vec::with_capacity(n);
-        for (item, (expression, names, values)) in items {
-            let put = Put::builder()
-                .table_name(&self.config.table)
-                .set_item(Some(item))
-                .condition_expression(expression)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(values)
-                .build();
-            match put {
-                Ok(put) => puts.push(TransactWriteItem::builder().put(put).build()),
-                Err(e) => {
-                    return all(Outcome::Failed(Failure::permanent(
-                        "state_request",
-                        e.to_string(),
-                    )));
-                }
+        let mut items: Vec<(Item, Option<u64>)> = items.collect();
+        let answer = match items.len() {
+            0 => return Vec::new(),
+            1 => {
+                let (item, version) = items.remove(0);
+                self.put_if(item, version, timeout).await
             }
-        }
-        let send = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(puts))
-            .send();
-        let error = match tokio::time::timeout(timeout, send).await {
-            Err(_) => {
-                return all(Outcome::Failed(Failure::retryable(
-                    "timeout",
-                    "TransactWriteItems timed out",
-                )));
-            }
-            Ok(Ok(_)) => return all(Outcome::Written),
-            Ok(Err(e)) => e,
+            _ => self.transact_if(items, timeout).await,
         };
-        let codes: Vec<Option<String>> = match error.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().map(String::from))
+        match answer {
+            Ok(Answer::Written) => all(Outcome::Written),
+            Ok(Answer::Conflict) => all(Outcome::Conflict),
+            Ok(Answer::Cancelled(codes)) => codes
+                .into_iter()
+                .map(|code| match code.as_deref() {
+                    Some("ConditionalCheckFailed" | "TransactionConflict") => Outcome::Conflict,
+                    // Cancelled for another storm's sake, or throttled: as it is, again.
+                    None | Some("None" | "ThrottlingError") => Outcome::Again,
+                    Some(other) => Outcome::Failed(Failure::permanent(
+                        "state_write",
+                        format!("TransactWriteItems: {other}"),
+                    )),
+                })
                 .collect(),
-            _ => Vec::new(),
-        };
-        if codes.len() != n {
-            return all(Outcome::Failed(named(
-                "TransactWriteItems",
-                classify_sdk_error(&error),
-            )));
+            Err(f) => all(Outcome::Failed(f)),
         }
-        codes
-            .into_iter()
-            .map(|code| match code.as_deref() {
-                Some("ConditionalCheckFailed" | "TransactionConflict") => Outcome::Conflict,
-                // Cancelled for another storm's sake, or throttled: as it is, again.
-                None | Some("None" | "ThrottlingError") => Outcome::Again,
-                Some(other) => Outcome::Failed(Failure::permanent(
-                    "state_write",
-                    format!("TransactWriteItems: {other}"),
-                )),
-            })
-            .collect()
     }
 }
 
