@@ -125,6 +125,29 @@ pub struct Delivery {
     pub aws_calls: u64,
 }
 
+impl Delivery {
+    /// One outcome per envelope of a batched sink (SNS, EventBridge): each
+    /// its result, or, when the deadline left it none, expired; all with
+    /// the batch's latency.
+    pub fn of(
+        results: Vec<Option<Result<(), Failure>>>,
+        latency: Duration,
+        aws_calls: u64,
+    ) -> Delivery {
+        Delivery {
+            outcomes: results
+                .into_iter()
+                .map(|r| Outcome {
+                    result: r.unwrap_or_else(|| Err(Deadline::expired())),
+                    latency,
+                    receipt: None,
+                })
+                .collect(),
+            aws_calls,
+        }
+    }
+}
+
 /// A sink ready to deliver.
 #[derive(Debug, Clone)]
 pub enum Sink {

@@ -14,7 +14,7 @@ use alert_envelope::sns::MessageAttributes;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Delivery, Outcome};
+use super::Delivery;
 
 /// An SNS sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -83,18 +83,7 @@ impl SnsSink {
         for (p, f) in outcome.permanent.into_iter().chain(outcome.retryable) {
             results[prepared_index[p]] = Some(Err(f));
         }
-        let latency = started.elapsed();
-        Delivery {
-            outcomes: results
-                .into_iter()
-                .map(|r| Outcome {
-                    result: r.unwrap_or_else(|| Err(Deadline::expired())),
-                    latency,
-                    receipt: None,
-                })
-                .collect(),
-            aws_calls: outcome.calls as u64,
-        }
+        Delivery::of(results, started.elapsed(), outcome.calls as u64)
     }
 }
 

@@ -16,7 +16,7 @@ use alert_envelope::{Envelope, sns};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use tokio::time::Instant;
 
-use super::{Delivery, Outcome};
+use super::Delivery;
 
 mod config;
 pub use config::EventBridgeConfig;
@@ -108,18 +108,7 @@ impl EventBridgeSink {
         for (p, answer) in answers.into_iter().enumerate() {
             results[index[p]] = Some(answer);
         }
-        let latency = started.elapsed();
-        Delivery {
-            outcomes: results
-                .into_iter()
-                .map(|r| Outcome {
-                    result: r.unwrap_or_else(|| Err(Deadline::expired())),
-                    latency,
-                    receipt: None,
-                })
-                .collect(),
-            aws_calls: calls.into_inner() as u64,
-        }
+        Delivery::of(results, started.elapsed(), calls.into_inner() as u64)
     }
 
     /// One `PutEvents`; one result per event, in order.
