@@ -15,33 +15,7 @@ use std::time::Duration;
 use alert_envelope::{Source, Status};
 use alert_manager_enricher::event::Record;
 use alert_manager_tests::agent::receive_until;
-use sinks_support::{ROUTES_PARAM, Stack, enricher, pd_actions, stack};
-
-/// An instance tagged `team=payments`, `Name=node-7`.
-async fn instance(s: &Stack) -> String {
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let ec2 = aws_sdk_ec2::Client::new(&s.config);
-    let image = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    let out = ec2
-        .run_instances()
-        .image_id(image)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(Tag::builder().key("team").value("payments").build())
-                .tags(Tag::builder().key("Name").value("node-7").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_string()
-}
+use sinks_support::{ROUTES_PARAM, Stack, enricher, pd_actions, stack, tagged_instance};
 
 fn fixture(name: &str, instance: &str) -> String {
     let path = format!(
@@ -107,7 +81,7 @@ async fn an_alarm_on_an_instance_is_enriched_routed_by_its_team_and_resolved_by_
         .send()
         .await
         .unwrap();
-    let id = instance(&s).await;
+    let id = tagged_instance(&s, &[("team", "payments"), ("Name", "node-7")]).await;
     let alarms = s.moto.create_topic("alert-manager-alarms").await;
     let inbox = s.moto.subscribe_queue(&alarms, "alarms-inbox", None).await;
     let e = enricher(&s, Duration::from_secs(60)).await;

@@ -19,7 +19,7 @@ use alert_manager_tests::agent::receive_until;
 use jiff::Timestamp;
 use sinks_support::{
     ROUTES_PARAM, Stack, accepted, enricher, envelope, pd_actions, records, routes, stack,
-    state_store,
+    state_store, tagged_instance,
 };
 
 const TABLE: &str = "alert-manager-state";
@@ -159,7 +159,8 @@ async fn an_alert_that_resolves_in_the_window_hands_over_only_its_resolve() {
 async fn an_instance_tagged_for_maintenance_is_muted_until_its_time() {
     let s = stack().await;
     let e = windowed(&s).await;
-    let instance = tagged_instance(&s, "2026-12-02T14:00:00Z").await;
+    let instance =
+        tagged_instance(&s, &[(TAG, "2026-12-02T14:00:00Z"), ("team", "payments")]).await;
     let mut firing = envelope("NodeDiskFull", "payments", Status::Firing);
     firing.aws = Some(AwsContext {
         instance_id: Some(instance.clone()),
@@ -198,30 +199,4 @@ async fn an_instance_tagged_for_maintenance_is_muted_until_its_time() {
     let r = tick(&e, "2026-12-02T14:00:30Z").await;
     assert_eq!((r.counts.records, r.counts.muted), (1, 0), "{r:?}");
     assert_eq!(people(&s), [1, 1, 1]);
-}
-
-/// An EC2 instance in moto carrying the maintenance tag.
-async fn tagged_instance(s: &Stack, until: &str) -> String {
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let ec2 = aws_sdk_ec2::Client::new(&s.config);
-    let image = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
-    let out = ec2
-        .run_instances()
-        .image_id(image)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(Tag::builder().key(TAG).value(until).build())
-                .tags(Tag::builder().key("team").value("payments").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_string()
 }

@@ -313,3 +313,27 @@ pub fn sqs_event(envs: &[Envelope]) -> serde_json::Value {
         .collect();
     json!({ "Records": records })
 }
+
+/// One EC2 instance in moto with `tags`; answers its id.
+pub async fn tagged_instance(s: &Stack, tags: &[(&str, &str)]) -> String {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let ec2 = aws_sdk_ec2::Client::new(&s.config);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (key, value) in tags {
+        spec = spec.tags(Tag::builder().key(*key).value(*value).build());
+    }
+    let out = ec2
+        .run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .unwrap();
+    out.instances()[0].instance_id().unwrap().to_string()
+}
