@@ -61,18 +61,14 @@ pub fn apply(
                 continue;
             }
             until = until.max(stable_at(&transitions, rule));
-            for sink in table.routes[r]
-                .sinks
-                .iter()
-                .filter(|s| !table.is_machines(s))
-            {
-                if !routed(env).contains(sink) || held.contains(sink) || noticed.contains(sink) {
+            for sink in crate::storm::people(table, r) {
+                if !routed(env).contains(&sink) || held.contains(&sink) || noticed.contains(&sink) {
                     continue;
                 }
-                if ledger.record(env, sink).is_some_and(|rec| rec.flapping) {
-                    held.push(sink.clone());
+                if ledger.record(env, &sink).is_some_and(|rec| rec.flapping) {
+                    held.push(sink);
                 } else {
-                    noticed.push(sink.clone());
+                    noticed.push(sink);
                 }
             }
         }
