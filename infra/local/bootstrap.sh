@@ -6,6 +6,7 @@
 #   infra/local/bootstrap.sh            # everything
 #   infra/local/bootstrap.sh python     # only the venv (moto, cfn-lint, ...)
 #   infra/local/bootstrap.sh bench      # venv, Alertmanager, wrk and matplotlib for `make bench`
+#   infra/local/bootstrap.sh scanners   # only checkov and parliament (their own venv)
 set -uo pipefail
 
 CACHE_DIR="${ALERT_MANAGER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-manager}"
@@ -31,6 +32,29 @@ python_env() {
   fi
   "$VENV/bin/python3" -c 'import moto.server' 2>/dev/null || missing+=("moto server (python -m moto.server)")
   [ -x "$VENV/bin/cargo-lambda" ] || missing+=("cargo-lambda (pip package cargo-lambda)")
+}
+
+# checkov and parliament (tests/tests/scanners.rs) in a venv of their own:
+# checkov pins boto3==1.35.49 and networkx<2.7, which would downgrade what
+# moto and cfn-lint run on in the main venv. Pinned; both run offline.
+SCANNERS_VENV="$CACHE_DIR/scanners"
+SCANNER_PACKAGES=("checkov==3.3.30" "parliament==1.6.4")
+scanners() {
+  if [ ! -x "$SCANNERS_VENV/bin/python3" ]; then
+    say "creating venv $SCANNERS_VENV"
+    python3 -m venv "$SCANNERS_VENV" || { missing+=("scanner venv at $SCANNERS_VENV (python3 -m venv failed)"); return; }
+  fi
+  local stamp="$SCANNERS_VENV/.installed-$(printf '%s ' "${SCANNER_PACKAGES[@]}" | sha256sum | cut -c1-16)"
+  if [ ! -e "$stamp" ]; then
+    say "installing ${SCANNER_PACKAGES[*]} into $SCANNERS_VENV (about 40 s)"
+    if "$SCANNERS_VENV/bin/pip" install --quiet "${SCANNER_PACKAGES[@]}"; then
+      touch "$stamp"
+    else
+      missing+=("pip packages ${SCANNER_PACKAGES[*]} (pip install failed)")
+    fi
+  fi
+  [ -x "$SCANNERS_VENV/bin/checkov" ] || missing+=("checkov (pip package checkov in $SCANNERS_VENV)")
+  [ -x "$SCANNERS_VENV/bin/parliament" ] || missing+=("parliament (pip package parliament in $SCANNERS_VENV)")
 }
 
 alertmanager() {
@@ -108,9 +132,10 @@ case "$what" in
   alertmanager) alertmanager ;;
   helm) helm_bin ;;
   prometheus) prometheus_server ;;
-  all) python_env; alertmanager; prometheus_server; helm_bin ;;
+  scanners) scanners ;;
+  all) python_env; scanners; alertmanager; prometheus_server; helm_bin ;;
   bench) python_env; alertmanager; bench_tools ;;
-  *) say "unknown target $what (python | alertmanager | prometheus | helm | bench | all)"; exit 2 ;;
+  *) say "unknown target $what (python | scanners | alertmanager | prometheus | helm | bench | all)"; exit 2 ;;
 esac
 
 if [ "${#missing[@]}" -gt 0 ]; then
