@@ -3,11 +3,13 @@
 //!
 //! - `infra/iam/*.json`: least-privilege rules, checked in Rust, then each document
 //!   (placeholders filled in) created in moto's IAM, which validates policy grammar.
-//! - `infra/cloudformation/alert-manager.yaml`: `cfn-lint` clean, then created in moto
-//!   (CloudFormation create/update through boto3 from the project venv), asserting
+//! - `infra/cloudformation/alert-manager.yaml` and `member-account.yaml`: `cfn-lint` clean,
+//!   then created in moto (CloudFormation create/update through boto3 from the project venv;
+//!   the member stack in another account, with the credentials of an assumed role), asserting
 //!   what moto builds. moto skips `AWS::SNS::Subscription`, `AWS::SQS::QueuePolicy`,
-//!   `AWS::CloudWatch::Alarm` and `AWS::EKS::PodIdentityAssociation`; those are covered
-//!   by cfn-lint only.
+//!   `AWS::SNS::TopicPolicy`, `AWS::CloudWatch::Alarm` and `AWS::EKS::PodIdentityAssociation`;
+//!   those are covered by cfn-lint only. The topic policy's statements are also resolved by
+//!   moto's template evaluator (the one its CreateStack uses) with the stack's parameters.
 //! - `cargo lambda deploy` of the enricher binary that `cargo test --workspace` already
 //!   built (no `cargo lambda build` here: a lambda-only build recompiles the AWS SDK),
 //!   with the stack's role and topic, then the function's configuration in moto.
@@ -28,6 +30,14 @@ const NAMESPACE: &str = "alert-manager-system";
 const SERVICE_ACCOUNT: &str = "alert-manager-controller";
 /// The two actions that have no resource-level permissions (AWS service authorization reference).
 const UNSCOPABLE: [&str; 2] = ["ec2:DescribeInstances", "cloudwatch:GetMetricData"];
+/// A member account of the organisation (moto keeps its resources apart from [`ACCOUNT_ID`]'s).
+const MEMBER_ACCOUNT: &str = "222222222222";
+/// A second member account, for a member stack with other parameters.
+const OTHER_MEMBER_ACCOUNT: &str = "333333333333";
+const ORGANIZATION_ID: &str = "o-a1b2c3d4e5";
+const EXTERNAL_ID: &str = "alert-manager-3f9c";
+/// The read role's default name in both templates (the enricher's CROSS_ACCOUNT_ROLE_NAME).
+const READ_ROLE_NAME: &str = "alert-manager-enricher-read";
 
 fn iam_dir() -> PathBuf {
     workspace_root().join("infra/iam")
@@ -35,6 +45,15 @@ fn iam_dir() -> PathBuf {
 
 fn template_path() -> PathBuf {
     workspace_root().join("infra/cloudformation/alert-manager.yaml")
+}
+
+fn member_template_path() -> PathBuf {
+    workspace_root().join("infra/cloudformation/member-account.yaml")
+}
+
+/// The key policy files: statements for a KMS key's policy, not IAM identity policies.
+fn is_key_policy(name: &str) -> bool {
+    name.contains("key-policy")
 }
 
 fn oidc_provider_arn() -> String {
@@ -115,6 +134,15 @@ fn assert_least_privilege(name: &str, doc: &Value) {
             !resources.is_empty(),
             "{name}: a statement without Resource: {st}"
         );
+        if actions.iter().any(|a| a.starts_with("sts:")) {
+            for r in &resources {
+                let role = r.split_once(":role/").map(|(_, role)| role);
+                assert!(
+                    role.is_some_and(|role| !role.is_empty() && !role.contains(['*', '?'])),
+                    "{name}: {actions:?} on {r:?}; name the role, no wildcard in its name"
+                );
+            }
+        }
         if resources.iter().any(|r| r == "*") {
             assert!(
                 actions.iter().all(|a| UNSCOPABLE.contains(&a.as_str())),
@@ -218,6 +246,14 @@ fn placeholder_values() -> BTreeMap<&'static str, String> {
         ("ClusterName", "prod".to_string()),
         ("Region", r.to_string()),
         ("AccountId", a.to_string()),
+        ("CrossAccountRoleName", READ_ROLE_NAME.to_string()),
+        ("ExternalId", EXTERNAL_ID.to_string()),
+        (
+            "EnricherRoleArn",
+            format!("arn:aws:iam::{a}:role/alert-manager-EnricherRole-AbC123"),
+        ),
+        ("OrganizationId", ORGANIZATION_ID.to_string()),
+        ("MemberAccountId", MEMBER_ACCOUNT.to_string()),
     ])
 }
 
@@ -263,6 +299,10 @@ fn iam_files_are_least_privilege_and_documented() {
         "enricher-policy.json",
         "enricher-policy-kms.json",
         "enricher-trust-policy.json",
+        "enricher-policy-cross-account.json",
+        "member-read-policy.json",
+        "member-read-trust-policy.json",
+        "topic-key-policy-members.json",
     ] {
         assert!(names.contains(expected), "infra/iam/{expected} is missing");
     }
@@ -287,7 +327,7 @@ fn iam_files_are_least_privilege_and_documented() {
 
     let files = substituted_iam_files();
     for (name, doc) in &files {
-        if name.contains("trust") {
+        if name.contains("trust") || is_key_policy(name) {
             continue;
         }
         assert_least_privilege(name, doc);
@@ -387,6 +427,106 @@ fn iam_files_are_least_privilege_and_documented() {
         "lambda.amazonaws.com"
     );
     assert_eq!(strings(&lambda_trust[0]["Action"]), ["sts:AssumeRole"]);
+
+    // Member accounts: the read role may read instances and metrics, nothing else ...
+    let unscopable = |a: &str| (a.to_string(), BTreeSet::from(["*".to_string()]));
+    assert_eq!(
+        grants(&files["member-read-policy.json"]),
+        BTreeMap::from(UNSCOPABLE.map(unscopable))
+    );
+    // ... with the same Sids as the enricher's own two statements ...
+    let enricher_sids = sids_by_action(&files["enricher-policy.json"]);
+    for (action, sid) in sids_by_action(&files["member-read-policy.json"]) {
+        assert_eq!(Some(&sid), enricher_sids.get(&action), "{action}");
+    }
+    // ... and the central enricher's role (only) assumes it, with the external id.
+    assert_read_role_trust(
+        "member-read-trust-policy.json",
+        &files["member-read-trust-policy.json"],
+        &p["EnricherRoleArn"],
+        Some(EXTERNAL_ID),
+    );
+    let assume = &files["enricher-policy-cross-account.json"];
+    assert_eq!(
+        grants(assume),
+        BTreeMap::from([(
+            "sts:AssumeRole".to_string(),
+            BTreeSet::from([format!("arn:aws:iam::*:role/{READ_ROLE_NAME}")])
+        )])
+    );
+    assert_eq!(
+        statements(assume)[0]["Condition"],
+        json!({"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
+    );
+    assert_member_key_policy(
+        "topic-key-policy-members.json",
+        &files["topic-key-policy-members.json"],
+    );
+}
+
+/// The read role's trust: `sts:AssumeRole` by the central enricher role, nothing else, with the
+/// external id condition exactly when one is given.
+fn assert_read_role_trust(name: &str, doc: &Value, enricher_role: &str, external_id: Option<&str>) {
+    assert_eq!(doc["Version"], "2012-10-17", "{name}: Version");
+    let sts = statements(doc);
+    assert_eq!(sts.len(), 1, "{name}: one statement: {doc}");
+    let st = &sts[0];
+    assert_eq!(st["Effect"], "Allow", "{name}");
+    assert_eq!(strings(&st["Action"]), ["sts:AssumeRole"], "{name}");
+    assert_eq!(
+        st["Principal"],
+        json!({"AWS": enricher_role}),
+        "{name}: the enricher role only"
+    );
+    match external_id {
+        Some(id) => assert_eq!(
+            st["Condition"],
+            json!({"StringEquals": {"sts:ExternalId": id}}),
+            "{name}"
+        ),
+        None => assert!(
+            st.get("Condition").is_none_or(Value::is_null),
+            "{name}: no external id, no condition: {st}"
+        ),
+    }
+}
+
+/// The statements for the raw topic's KMS key policy: the two actions SNS needs from a
+/// publisher, through SNS in the topic's region only, for the organisation or listed accounts.
+fn assert_member_key_policy(name: &str, doc: &Value) {
+    assert_eq!(doc["Version"], "2012-10-17", "{name}: Version");
+    let sts = statements(doc);
+    assert_eq!(sts.len(), 2, "{name}: organisation and account list");
+    for st in &sts {
+        assert_eq!(st["Effect"], "Allow", "{name}");
+        let actions: BTreeSet<String> = strings(&st["Action"]).into_iter().collect();
+        assert_eq!(
+            actions,
+            BTreeSet::from([
+                "kms:GenerateDataKey*".to_string(),
+                "kms:Decrypt".to_string()
+            ]),
+            "{name}"
+        );
+        // In a key policy, "*" is the key itself.
+        assert_eq!(strings(&st["Resource"]), ["*"], "{name}");
+        assert_eq!(
+            st["Condition"]["StringEquals"]["kms:ViaService"],
+            format!("sns.{REGION}.amazonaws.com"),
+            "{name}: through SNS only"
+        );
+    }
+    let org = &sts[0];
+    assert_eq!(org["Principal"], json!({"AWS": "*"}), "{name}");
+    assert_eq!(
+        org["Condition"]["StringEquals"]["aws:PrincipalOrgID"], ORGANIZATION_ID,
+        "{name}: any principal only with the organisation condition"
+    );
+    assert_eq!(
+        sts[1]["Principal"],
+        json!({"AWS": [format!("arn:aws:iam::{MEMBER_ACCOUNT}:root")]}),
+        "{name}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -394,24 +534,48 @@ async fn iam_files_are_accepted_by_moto_iam() {
     let moto = MotoServer::start().await;
     let docs: Vec<Value> = substituted_iam_files()
         .into_iter()
-        .map(|(name, doc)| json!({"name": name, "trust": name.contains("trust"), "doc": doc}))
+        .map(|(name, doc)| {
+            let kind = if name.contains("trust") {
+                "trust"
+            } else if is_key_policy(&name) {
+                "key-policy"
+            } else {
+                "policy"
+            };
+            json!({"name": name, "kind": kind, "doc": doc})
+        })
         .collect();
-    let out = boto3(&moto, "iam-files", &json!({ "files": docs })).await;
+    let out = boto3(
+        &moto,
+        "iam-files",
+        &json!({ "files": docs, "owner": ACCOUNT_ID }),
+    )
+    .await;
     assert_eq!(out["errors"], json!({}), "moto IAM refused a document");
     assert_eq!(out["created"].as_array().unwrap().len(), docs.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cloudformation_template_passes_cfn_lint() {
+    assert_cfn_lint_clean(template_path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_account_template_passes_cfn_lint() {
+    assert_cfn_lint_clean(member_template_path()).await;
+}
+
+async fn assert_cfn_lint_clean(template: PathBuf) {
     let out = run(
         "cfn-lint",
-        tokio::process::Command::new(venv_bin("cfn-lint")).arg(template_path()),
+        tokio::process::Command::new(venv_bin("cfn-lint")).arg(&template),
         Duration::from_secs(120),
     )
     .await;
     assert!(
         out.status.success(),
-        "cfn-lint found problems:\n{}{}",
+        "cfn-lint found problems in {}:\n{}{}",
+        template.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -778,6 +942,372 @@ async fn stack_with_pod_identity_and_a_customer_key_in_moto() {
     assert!(!role_grants(&stack, "AgentRole").contains_key("kms:Decrypt"));
 }
 
+/// Both queues are encrypted at rest the way checkov's `CKV_AWS_27` reads a template: a
+/// `KmsMasterKeyId`, or `SqsManagedSseEnabled` literally true. (moto's queues report SSE-SQS
+/// whatever the template says, so this is read from the template itself.)
+#[test]
+fn both_queues_are_encrypted_at_rest_as_checkov_ckv_aws_27_reads_them() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let mut queues = BTreeSet::new();
+    for (id, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::SQS::Queue") {
+            continue;
+        }
+        let id = id.as_str().unwrap().to_string();
+        let properties = &resource["Properties"];
+        assert!(
+            properties.get("KmsMasterKeyId").is_some()
+                || properties["SqsManagedSseEnabled"].as_bool() == Some(true),
+            "{id}: no server-side encryption: {properties:?}"
+        );
+        queues.insert(id);
+    }
+    assert_eq!(
+        queues,
+        BTreeSet::from(["Queue".to_string(), "DeadLetterQueue".to_string()])
+    );
+}
+
+/// Resolves `resources` of `template` with `parameters` through moto's template evaluator
+/// (for the types moto's CreateStack does not build): logical id -> {created, properties}.
+async fn resolve(
+    moto: &MotoServer,
+    template: PathBuf,
+    parameters: &Value,
+    resources: &[&str],
+) -> Value {
+    boto3(
+        moto,
+        "resolve",
+        &json!({"stack": "resolved", "template": template, "parameters": parameters,
+                "resources": resources}),
+    )
+    .await
+}
+
+/// Step (1) of "One pipeline for an organisation" (docs/aws-integration.md): the central stack
+/// with the organisation, member accounts and the enricher's allow-list.
+#[tokio::test(flavor = "multi_thread")]
+async fn central_stack_for_an_organisation_creates_in_moto_with_the_topic_policy_and_assume_role() {
+    let moto = MotoServer::start().await;
+    let members = format!("{MEMBER_ACCOUNT},{OTHER_MEMBER_ACCOUNT}");
+    let params = json!({
+        "ClusterName": "prod",
+        "UsePodIdentity": "true",
+        "OrganizationId": ORGANIZATION_ID,
+        "MemberAccountIds": members,
+        "AllowedAccounts": members,
+        "ExternalId": EXTERNAL_ID,
+    });
+    let stack = boto3(
+        &moto,
+        "create",
+        &json!({"stack": "alert-manager", "template": template_path(), "parameters": params}),
+    )
+    .await;
+    assert_eq!(stack["status"], "CREATE_COMPLETE", "{stack}");
+    // Every output of the single-account stack is still there, and the enricher's environment.
+    for key in [
+        "AgentRoleArn",
+        "EnricherRoleArn",
+        "RawTopicArn",
+        "EnrichedTopicArn",
+        "StateTableName",
+        "QueueArn",
+        "QueueUrl",
+        "DlqArn",
+        "DlqUrl",
+        "QueueVisibilityTimeoutSeconds",
+    ] {
+        assert!(!output(&stack, key).is_empty(), "{key}");
+    }
+    assert_eq!(output(&stack, "CrossAccountRoleName"), READ_ROLE_NAME);
+    assert_eq!(output(&stack, "AllowedAccounts"), members);
+    let raw = output(&stack, "RawTopicArn");
+
+    // The enricher may assume the read role, by name, in any account (ALLOWED_ACCOUNTS decides
+    // which), only with the external id: the statement of enricher-policy-cross-account.json.
+    let enricher = role_grants(&stack, "EnricherRole");
+    assert_eq!(
+        enricher["sts:AssumeRole"],
+        BTreeSet::from([format!("arn:aws:iam::*:role/{READ_ROLE_NAME}")])
+    );
+    let files = substituted_iam_files();
+    let is_assume = |st: &Value| strings(&st["Action"]) == ["sts:AssumeRole"];
+    let doc = &stack["roles"]["EnricherRole"]["policies"]["enrich-route-deliver"];
+    let assume: Vec<Value> = statements(doc).into_iter().filter(is_assume).collect();
+    assert_eq!(
+        assume,
+        statements(&files["enricher-policy-cross-account.json"]),
+        "the stack and infra/iam/enricher-policy-cross-account.json differ"
+    );
+    // Besides it, the enricher's policy is the single-account one.
+    let mut documented: BTreeSet<String> =
+        grants(&files["enricher-policy.json"]).into_keys().collect();
+    // (No buses, routes parameter or secrets in this stack.)
+    for conditional in [
+        "events:PutEvents",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
+    ] {
+        assert!(documented.remove(conditional), "{conditional}");
+    }
+    documented.insert("sts:AssumeRole".to_string());
+    assert_eq!(
+        enricher.keys().cloned().collect::<BTreeSet<_>>(),
+        documented
+    );
+
+    // The topic policy (moto builds none): the owner's default access, the organisation's
+    // agents and the listed accounts' agents may publish and check the topic.
+    let resolved = resolve(&moto, template_path(), &params, &["RawTopicPolicy"]).await;
+    let policy = &resolved["RawTopicPolicy"];
+    assert_eq!(policy["type"], "AWS::SNS::TopicPolicy");
+    assert_eq!(policy["created"], true, "{policy}");
+    assert_eq!(
+        policy["properties"]["Topics"],
+        json!([raw]),
+        "the raw topic only"
+    );
+    let doc = &policy["properties"]["PolicyDocument"];
+    assert_eq!(doc["Version"], "2012-10-17");
+    let agents = json!(["sns:Publish", "sns:GetTopicAttributes"]);
+    let owner = json!({
+        "Sid": "OwnerAccountKeepsTheDefaultAccess",
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT_ID}:root")},
+        "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission",
+                   "sns:RemovePermission", "sns:DeleteTopic", "sns:Subscribe",
+                   "sns:ListSubscriptionsByTopic", "sns:Publish"],
+        "Resource": raw,
+    });
+    let organisation = json!({
+        "Sid": "OrganizationAgentsPublish",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": agents,
+        "Resource": raw,
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": ORGANIZATION_ID}},
+    });
+    let accounts = json!({
+        "Sid": "MemberAccountAgentsPublish",
+        "Effect": "Allow",
+        "Principal": {"AWS": [MEMBER_ACCOUNT, OTHER_MEMBER_ACCOUNT]},
+        "Action": agents,
+        "Resource": raw,
+    });
+    assert_eq!(
+        statements(doc),
+        [owner.clone(), organisation.clone(), accounts.clone()]
+    );
+
+    // The organisation only, or the account list only: that statement beside the owner's.
+    // Without the external id, the enricher's AssumeRole has no condition.
+    let mut org_only = params.clone();
+    org_only["MemberAccountIds"] = json!("");
+    org_only["ExternalId"] = json!("");
+    let resolved = resolve(
+        &moto,
+        template_path(),
+        &org_only,
+        &["RawTopicPolicy", "EnricherRole"],
+    )
+    .await;
+    assert_eq!(
+        statements(&resolved["RawTopicPolicy"]["properties"]["PolicyDocument"]),
+        [owner.clone(), organisation]
+    );
+    let enricher_doc = &resolved["EnricherRole"]["properties"]["Policies"][0]["PolicyDocument"];
+    let assume: Vec<Value> = statements(enricher_doc)
+        .into_iter()
+        .filter(is_assume)
+        .collect();
+    assert_eq!(
+        assume,
+        [json!({
+            "Sid": "AssumeTheMemberAccountsReadRole",
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": format!("arn:aws:iam::*:role/{READ_ROLE_NAME}"),
+        })]
+    );
+    let mut accounts_only = params.clone();
+    accounts_only["OrganizationId"] = json!("");
+    let resolved = resolve(&moto, template_path(), &accounts_only, &["RawTopicPolicy"]).await;
+    assert_eq!(
+        statements(&resolved["RawTopicPolicy"]["properties"]["PolicyDocument"]),
+        [owner, accounts]
+    );
+
+    // Neither: no topic policy (SNS's default, the own account only) and no AssumeRole.
+    let single = json!({"ClusterName": "prod", "UsePodIdentity": "true"});
+    let resolved = resolve(
+        &moto,
+        template_path(),
+        &single,
+        &["RawTopicPolicy", "EnricherRole"],
+    )
+    .await;
+    assert_eq!(resolved["RawTopicPolicy"]["created"], false, "{resolved}");
+    let enricher_doc = &resolved["EnricherRole"]["properties"]["Policies"][0]["PolicyDocument"];
+    assert!(
+        !statements(enricher_doc).iter().any(is_assume),
+        "{enricher_doc}"
+    );
+}
+
+/// Step (2): the member stack, created in a member account with an assumed role's credentials
+/// (as a StackSet instance is): the read role for the central enricher and the agent role on the
+/// central topic, in another account and region.
+#[tokio::test(flavor = "multi_thread")]
+async fn member_account_stack_creates_in_moto_in_another_account() {
+    let moto = MotoServer::start().await;
+    let p = placeholder_values();
+    let enricher_role = p["EnricherRoleArn"].clone();
+    let central_topic = format!("arn:aws:sns:eu-west-1:{ACCOUNT_ID}:alert-manager-raw");
+    let key =
+        format!("arn:aws:kms:eu-west-1:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab");
+    let member_oidc = "oidc.eks.us-east-1.amazonaws.com/id/MEMBERD539D4633E53DE1B71EXAMPLE";
+    let member_provider = format!("arn:aws:iam::{MEMBER_ACCOUNT}:oidc-provider/{member_oidc}");
+    let stack = boto3(
+        &moto,
+        "create",
+        &json!({"stack": "alert-manager-member", "template": member_template_path(),
+                "account": MEMBER_ACCOUNT, "parameters": {
+            "EnricherRoleArn": enricher_role,
+            "ExternalId": EXTERNAL_ID,
+            "CentralTopicArn": central_topic,
+            "CentralTopicKmsKeyArn": key,
+            "ClusterName": "payments",
+            "OidcProviderArn": member_provider,
+            "OidcProviderUrl": member_oidc,
+        }}),
+    )
+    .await;
+    assert_eq!(stack["status"], "CREATE_COMPLETE", "{stack}");
+    assert_eq!(stack["account"], MEMBER_ACCOUNT);
+
+    // The read role: the name the enricher assumes, trusted by the enricher role only, with the
+    // external id; exactly the two read actions. The same documents as infra/iam.
+    let files = substituted_iam_files();
+    let read = &stack["roles"]["ReadRole"];
+    let read_arn = output(&stack, "ReadRoleArn");
+    assert_eq!(
+        read_arn,
+        format!("arn:aws:iam::{MEMBER_ACCOUNT}:role/{READ_ROLE_NAME}")
+    );
+    assert_eq!(read["arn"], read_arn.as_str());
+    assert_read_role_trust(
+        "ReadRole",
+        &read["trust"],
+        &enricher_role,
+        Some(EXTERNAL_ID),
+    );
+    assert_eq!(
+        statements(&read["trust"]),
+        statements(&files["member-read-trust-policy.json"])
+    );
+    let unscopable = |a: &str| (a.to_string(), BTreeSet::from(["*".to_string()]));
+    assert_eq!(
+        role_grants(&stack, "ReadRole"),
+        BTreeMap::from(UNSCOPABLE.map(unscopable))
+    );
+    assert_eq!(
+        statements(&read["policies"]["read-instances-and-metrics"]),
+        statements(&files["member-read-policy.json"])
+    );
+
+    // The agent role: the IRSA trust of this account's cluster, publish to the central topic
+    // (and its key), with the Sids of agent-policy.json and agent-policy-kms.json.
+    let agent_arn = output(&stack, "AgentRoleArn");
+    assert!(
+        agent_arn.starts_with(&format!("arn:aws:iam::{MEMBER_ACCOUNT}:role/")),
+        "{agent_arn}"
+    );
+    assert_irsa_trust(
+        "AgentRole",
+        &stack["roles"]["AgentRole"]["trust"],
+        member_oidc,
+        &member_provider,
+        &format!("system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"),
+    );
+    let topic = BTreeSet::from([central_topic.clone()]);
+    let keys = BTreeSet::from([key]);
+    assert_eq!(
+        role_grants(&stack, "AgentRole"),
+        BTreeMap::from([
+            ("sns:Publish".to_string(), topic.clone()),
+            ("sns:GetTopicAttributes".to_string(), topic),
+            ("kms:GenerateDataKey*".to_string(), keys.clone()),
+            ("kms:Decrypt".to_string(), keys),
+        ])
+    );
+    let mut documented = sids_by_action(&files["agent-policy.json"]);
+    documented.extend(sids_by_action(&files["agent-policy-kms.json"]));
+    assert_eq!(
+        sids_by_action(&stack["roles"]["AgentRole"]["policies"]["publish-alerts"]),
+        documented
+    );
+
+    // A second cluster of the same account (Pod Identity): IAM is global, so no second read role.
+    let second = boto3(
+        &moto,
+        "create",
+        &json!({"stack": "alert-manager-member-search", "template": member_template_path(),
+                "account": MEMBER_ACCOUNT, "parameters": {
+            "CreateReadRole": "false",
+            "CentralTopicArn": central_topic,
+            "ClusterName": "search",
+            "UsePodIdentity": "true",
+        }}),
+    )
+    .await;
+    assert_eq!(second["status"], "CREATE_COMPLETE", "{second}");
+    assert!(
+        second["roles"].get("ReadRole").is_none(),
+        "{}",
+        second["roles"]
+    );
+    assert!(second["outputs"].get("ReadRoleArn").is_none());
+    assert_pod_identity_trust(
+        "AgentRole",
+        &second["roles"]["AgentRole"]["trust"],
+        &format!("arn:aws:eks:{REGION}:{MEMBER_ACCOUNT}:cluster/search"),
+    );
+    let agent = role_grants(&second, "AgentRole");
+    assert_eq!(
+        agent.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["sns:GetTopicAttributes", "sns:Publish"],
+        "no key, no KMS grant"
+    );
+    assert!(!output(&second, "AgentRoleArn").is_empty());
+
+    // An account without a cluster, without an external id: the read role only, no condition.
+    let read_only = boto3(
+        &moto,
+        "create",
+        &json!({"stack": "alert-manager-member", "template": member_template_path(),
+                "account": OTHER_MEMBER_ACCOUNT, "parameters": {"EnricherRoleArn": enricher_role}}),
+    )
+    .await;
+    assert_eq!(read_only["status"], "CREATE_COMPLETE", "{read_only}");
+    assert_eq!(read_only["account"], OTHER_MEMBER_ACCOUNT);
+    assert_eq!(
+        output(&read_only, "ReadRoleArn"),
+        format!("arn:aws:iam::{OTHER_MEMBER_ACCOUNT}:role/{READ_ROLE_NAME}")
+    );
+    assert_read_role_trust(
+        "ReadRole",
+        &read_only["roles"]["ReadRole"]["trust"],
+        &enricher_role,
+        None,
+    );
+    assert!(read_only["roles"].get("AgentRole").is_none());
+    assert!(read_only["outputs"].get("AgentRoleArn").is_none());
+}
+
 /// `cargo lambda deploy` of the already built enricher into moto, as `make deploy-lambda`
 /// does against AWS (same flags, plus the endpoint and the binary path).
 async fn deploy_enricher(moto: &MotoServer, role: &str, enriched_topic: &str) {
@@ -872,6 +1402,15 @@ KW = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["A
           aws_access_key_id="testing", aws_secret_access_key="testing")
 op, request = sys.argv[1], json.load(open(sys.argv[2]))
 
+if request.get("account"):
+    # Another account, as a StackSet works: with the credentials of a role assumed in it (moto
+    # maps them to the role's account, whose resources are apart from the default account's).
+    creds = boto3.client("sts", **KW).assume_role(
+        RoleArn=f"arn:aws:iam::{request['account']}:role/OrganizationAccountAccessRole",
+        RoleSessionName="alert-manager-infra-test")["Credentials"]
+    KW.update(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+              aws_session_token=creds["SessionToken"])
+
 def client(name):
     return boto3.client(name, **KW)
 
@@ -936,6 +1475,34 @@ if op in ("create", "update"):
     if fn:
         result["event_source_mappings"] = client("lambda").list_event_source_mappings(
             FunctionName=fn)["EventSourceMappings"]
+    result["account"] = client("sts").get_caller_identity()["Account"]
+    print(json.dumps(result, default=str))
+elif op == "resolve":
+    # moto's CreateStack does not build some types (AWS::SNS::TopicPolicy); its template
+    # evaluator still resolves their Condition and Properties with the stack's parameters.
+    # In-process moto (not the server), as CreateStack runs it.
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    from moto import mock_aws
+    from moto.cloudformation.models import cloudformation_backends
+    from moto.cloudformation.parsing import clean_json
+    with mock_aws():
+        kw = {k: v for k, v in KW.items() if k != "endpoint_url"}
+        cf = boto3.client("cloudformation", **kw)
+        stack_id = cf.create_stack(StackName=request["stack"],
+                                   TemplateBody=open(request["template"]).read(),
+                                   Parameters=stack_params(request["parameters"]),
+                                   Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])["StackId"]
+        account = boto3.client("sts", **kw).get_caller_identity()["Account"]
+        stack = cloudformation_backends[account][KW["region_name"]].stacks[stack_id]
+        result = {}
+        for logical in request["resources"]:
+            resource = stack.template_dict["Resources"][logical]
+            condition = resource.get("Condition")
+            created = bool(stack.resource_map.lazy_condition_map[condition]) if condition else True
+            properties = clean_json(resource["Properties"], stack.resource_map) if created else None
+            if properties and isinstance(properties.get("PolicyDocument"), dict):
+                properties["PolicyDocument"] = policy_doc(properties["PolicyDocument"])
+            result[logical] = {"type": resource["Type"], "created": created, "properties": properties}
     print(json.dumps(result, default=str))
 elif op == "function":
     lam = client("lambda")
@@ -948,8 +1515,17 @@ elif op == "iam-files":
     for i, f in enumerate(request["files"]):
         doc = json.dumps(f["doc"])
         try:
-            if f["trust"]:
+            if f["kind"] == "trust":
                 iam.create_role(RoleName=f"check-{i}", AssumeRolePolicyDocument=doc)
+            elif f["kind"] == "key-policy":
+                # Statements to add to a key's policy: a key with them after the account's own.
+                owner = {"Sid": "AccountAdministersTheKey", "Effect": "Allow",
+                         "Principal": {"AWS": f"arn:aws:iam::{request['owner']}:root"},
+                         "Action": "kms:*", "Resource": "*"}
+                policy = dict(f["doc"], Statement=[owner] + f["doc"]["Statement"])
+                key = client("kms").create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+                stored = json.loads(client("kms").get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+                assert stored == policy, stored
             else:
                 iam.create_policy(PolicyName=f"check-{i}", PolicyDocument=doc)
             created.append(f["name"])
