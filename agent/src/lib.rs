@@ -6,6 +6,7 @@
 //! are deterministic, so a retry is deduplicated downstream) or a 4xx with a
 //! JSON body naming what is wrong with the input.
 
+pub mod account;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -47,11 +48,13 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
             config.listen
         );
     }
+    let topic = alert_aws::TopicArn::parse(&config.topic_arn).map_err(Error::Config)?;
     let publisher = SnsPublisher::new(
-        aws_sdk_sns::Client::new(sdk),
-        alert_aws::TopicArn::parse(&config.topic_arn).map_err(Error::Config)?,
+        alert_aws::sdk::sns_client(sdk, &topic),
+        topic,
         alert_aws::RetryPolicy::within(config.publish_deadline),
     );
+    let account = account::Account::new(config.account_id.clone());
     let metrics = Arc::new(metrics::Metrics::new());
     let kube_client = kubernetes_client(&config).await?;
     let context = kube_client
@@ -65,11 +68,13 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
             publisher.clone(),
             context.clone(),
             metrics.clone(),
+            account.clone(),
         );
     }
     let state = server::AppState {
         publisher,
         cluster: config.cluster.clone(),
+        account,
         auth: config.auth_token.clone().map(server::TokenStore::new),
         max_body_bytes: config.max_body_bytes,
         body_read_timeout: config.body_read_timeout,
@@ -101,9 +106,13 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
         topic = %config.topic_arn,
         cluster = %config.cluster,
         fifo = state.publisher.is_fifo(),
+        account = state.account.get().unwrap_or("from STS"),
         "agent started"
     );
-    tokio::spawn(server::check_topic_until_ready(state.clone()));
+    tokio::spawn(server::become_ready(
+        state.clone(),
+        aws_sdk_sts::Client::new(sdk),
+    ));
     if let (Some(tokens), Some(path)) = (&state.auth, &config.auth_token_file) {
         tokio::spawn(tokens.clone().follow(
             path.clone(),
@@ -180,6 +189,7 @@ fn start_events(
     publisher: SnsPublisher,
     context: Option<context::ClusterContext>,
     metrics: Arc<metrics::Metrics>,
+    account: account::Account,
 ) {
     let namespace = events
         .lease_namespace
@@ -222,6 +232,7 @@ fn start_events(
         ),
         context,
         metrics,
+        account,
         recent: Arc::new(recent::RecentIds::new(
             config.recent_ids_capacity,
             recent::ACCEPTED_TTL,

@@ -60,8 +60,26 @@ pub async fn whoami(config: &SdkConfig, topic_arn: Option<&str>) -> Result<Strin
                 c.reason, c.detail
             ))
         })?;
+    let own = identity.account().unwrap_or("?").to_string();
     let _ = writeln!(out, "identity:    {}", identity.arn().unwrap_or("?"));
-    let _ = writeln!(out, "account:     {}", identity.account().unwrap_or("?"));
+    let _ = writeln!(
+        out,
+        "account:     {own} (put into envelopes as aws.account_id)"
+    );
+    match std::env::var("AWS_ACCOUNT_ID")
+        .ok()
+        .filter(|a| !a.trim().is_empty())
+    {
+        Some(a) if a.trim() != own => {
+            let _ = writeln!(
+                out,
+                "warning:     AWS_ACCOUNT_ID={} overrides it: envelopes say {}, and the enricher reads that account's EC2 instances",
+                a.trim(),
+                a.trim()
+            );
+        }
+        _ => {}
+    }
 
     let Some(topic) = topic_arn else {
         let _ = writeln!(
@@ -70,7 +88,21 @@ pub async fn whoami(config: &SdkConfig, topic_arn: Option<&str>) -> Result<Strin
         );
         return Ok(out);
     };
-    let sns = aws_sdk_sns::Client::new(config);
+    let topic_arn = alert_aws::TopicArn::parse(topic).map_err(Error::Whoami)?;
+    let _ = writeln!(
+        out,
+        "topic in:    account {}, region {}",
+        topic_arn.account(),
+        topic_arn.region()
+    );
+    if topic_arn.account() != own {
+        let _ = writeln!(
+            out,
+            "warning:     the topic is in account {}, not {own}: its topic policy must allow sns:Publish from {own} (the organisation setup, docs/aws-integration.md \"One pipeline for an organisation\")",
+            topic_arn.account()
+        );
+    }
+    let sns = alert_aws::sdk::sns_client(config, &topic_arn);
     match sns.get_topic_attributes().topic_arn(topic).send().await {
         Ok(attrs) => {
             let attrs = attrs.attributes().cloned().unwrap_or_default();

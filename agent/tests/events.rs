@@ -230,6 +230,7 @@ async fn every_event_not_published_is_counted_by_reason() {
             .build(),
     );
     let pipeline = EventPipeline {
+        account: alert_manager_agent::account::Account::default(),
         cluster: "prod".into(),
         filter: Arc::new(EventFilter::default()),
         rate_burst: 2,
@@ -388,6 +389,7 @@ fn recording_sns(
 
 fn events_pipeline(sns: aws_sdk_sns::Client, metrics: Arc<Metrics>) -> EventPipeline {
     EventPipeline {
+        account: alert_manager_agent::account::Account::default(),
         cluster: "prod".into(),
         filter: Arc::new(EventFilter::default()),
         rate_burst: 5,

@@ -494,6 +494,7 @@ async fn api_error_publishes_without_context_and_counts_why() {
         .await;
     });
     let state = AppState {
+        account: alert_manager_agent::account::Account::default(),
         publisher: alert_manager_agent::SnsPublisher::new(
             sns,
             "arn:aws:sns:us-east-1:123456789012:alerts".parse().unwrap(),

@@ -301,6 +301,7 @@ async fn follower_publishes_no_events_and_leader_does() {
     let ev: k8s_openapi::api::events::v1::Event = support::object("event-backoff-series.json");
     buffer.push(alert_manager_agent::events::event_envelope("prod", &ev));
     let pipeline = EventPipeline {
+        account: alert_manager_agent::account::Account::default(),
         cluster: "prod".into(),
         filter: Arc::new(EventFilter::default()),
         rate_burst: 5,

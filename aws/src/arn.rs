@@ -60,6 +60,13 @@ impl TopicArn {
         &self.arn[self.region.clone()]
     }
 
+    /// The partition (`aws`, `aws-cn`, `aws-us-gov`): that of every role
+    /// the same principal can assume.
+    pub fn partition(&self) -> &str {
+        // `arn:` before it, `:sns:` after it.
+        &self.arn[4..self.region.start - 5]
+    }
+
     /// The account that owns the topic.
     pub fn account(&self) -> &str {
         &self.arn[self.account.clone()]
@@ -107,6 +114,8 @@ mod tests {
             (t.region(), t.account(), t.name(), t.is_fifo()),
             ("eu-west-1", "123456789012", "alerts.fifo", true)
         );
+        let cn = TopicArn::parse("arn:aws-cn:sns:cn-north-1:123456789012:a").unwrap();
+        assert_eq!((t.partition(), cn.partition()), ("aws", "aws-cn"));
         assert_eq!(
             t.to_string(),
             "arn:aws:sns:eu-west-1:123456789012:alerts.fifo"

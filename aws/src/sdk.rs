@@ -26,6 +26,17 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// An SNS client for `topic`: the topic's region, whatever the SDK
+/// config's (a cluster in one region may publish to a central topic in
+/// another).
+pub fn sns_client(sdk: &aws_config::SdkConfig, topic: &crate::TopicArn) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(sdk)
+            .region(aws_sdk_sns::config::Region::new(topic.region().to_string()))
+            .build(),
+    )
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

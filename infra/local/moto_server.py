@@ -25,6 +25,15 @@ seconds. For a table with no sort key and no stream, the patch backs up only
 the items the transaction names (the only ones it can change) and restores
 exactly those on failure; other tables take moto's own path.
 
+And one to its STS model, to refuse what AWS refuses: moto lets anyone
+assume any role ARN, existing or not. The patch refuses `AssumeRole` with
+`AccessDenied` when the role does not exist in its account, or when its
+trust policy requires an `sts:ExternalId` the caller did not send. (It does
+not judge the trust policy's principals.) `OrganizationAccountAccessRole`
+is always allowed: AWS Organizations creates it in every account it creates,
+and the tests use it to set up member accounts, as an administrator does.
+`AssumeRoleWithWebIdentity` (IRSA) keeps moto's behaviour.
+
 Every test, the demo and the benchmarks start moto through this file. The
 patches fail loudly if the moto version no longer has what they replace.
 """
@@ -138,7 +147,59 @@ def _patch_dynamodb():
     backend.transact_write_items = transact_write_items
 
 
+def _patch_sts():
+    import json
+
+    from moto.iam.models import iam_backends
+    from moto.sts import models as sts
+    from moto.sts.exceptions import STSClientError
+    from moto.utilities.utils import get_partition
+
+    backend = sts.STSBackend
+    if not hasattr(backend, "assume_role"):
+        sys.exit("moto_server.py: this moto's STS has no assume_role to patch")
+    original = backend.assume_role
+
+    def external_ids(trust):
+        """The sts:ExternalId values a trust policy's Allow statements require."""
+        wanted = set()
+        statements = trust.get("Statement", [])
+        for st in statements if isinstance(statements, list) else [statements]:
+            for test in (st.get("Condition") or {}).values():
+                value = test.get("sts:ExternalId") if isinstance(test, dict) else None
+                if value is not None:
+                    wanted.update(value if isinstance(value, list) else [value])
+        return wanted
+
+    def assume_role(self, region_name, role_session_name, role_arn, policy, duration, external_id):
+        parts = role_arn.split(":")
+        name = parts[5].split("/")[-1] if len(parts) == 6 else ""
+        if name != "OrganizationAccountAccessRole":
+            denied = STSClientError(
+                "AccessDenied",
+                f"User: arn:aws:iam::{self.account_id}:assumed-role/caller is not authorized "
+                f"to perform: sts:AssumeRole on resource: {role_arn}")
+            account = parts[4] if len(parts) == 6 else ""
+            try:
+                role = iam_backends[account][get_partition(region_name)].get_role_by_arn(role_arn)
+            except Exception:
+                raise denied
+            doc = role.assume_role_policy_document
+            trust = json.loads(doc) if isinstance(doc, str) else (doc or {})
+            wanted = external_ids(trust)
+            if wanted and external_id not in wanted:
+                raise denied
+        return original(self, region_name, role_session_name, role_arn, policy, duration, external_id)
+
+    backend.assume_role = assume_role
+    # moto's AssumeRoleWithWebIdentity goes through assume_role; IRSA and
+    # Pod Identity roles keep moto's own behaviour (the tests' web-identity
+    # roles are not created in IAM).
+    backend.assume_role_with_web_identity = lambda self, **kwargs: original(self, **kwargs)
+
+
 if __name__ == "__main__":
     _patch()
     _patch_dynamodb()
+    _patch_sts()
     main(sys.argv[1:])

@@ -82,6 +82,7 @@ pub async fn init(args: EnricherArgs) -> Result<Enricher, Error> {
         region,
     )
     .with_delivery(routes, secrets)
+    .with_cross_account(aws_sdk_sts::Client::new(&sdk))
     .with_eventbridge(aws_sdk_eventbridge::Client::new(&sdk));
     Ok(match state {
         Some(state) => enricher.with_state(state),

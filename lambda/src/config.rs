@@ -8,6 +8,7 @@ use clap::Parser;
 
 use crate::Error;
 use crate::enrich::ec2::Ec2CacheConfig;
+use crate::enrich::fleet::FleetConfig;
 pub use crate::enrich::metric_sets::{
     MetricMatch, MetricSet, MetricSpec, MetricsConfig, default_metrics,
 };
@@ -113,6 +114,21 @@ pub struct EnricherArgs {
     /// `muted`). Empty turns it off.
     #[arg(long, env = "MAINTENANCE_TAG", default_value = crate::maintenance::DEFAULT_TAG)]
     pub maintenance_tag: String,
+    /// Role assumed in each other account of ALLOWED_ACCOUNTS to read its
+    /// EC2 instances and CloudWatch metrics (`member-account.yaml` creates
+    /// it): `arn:aws:iam::ACCOUNT:role/NAME`.
+    #[arg(long, env = "CROSS_ACCOUNT_ROLE_NAME", default_value = crate::enrich::fleet::DEFAULT_ROLE_NAME)]
+    pub cross_account_role_name: String,
+    /// External id sent with every AssumeRole, when the member roles'
+    /// trust policies require one.
+    #[arg(long, env = "CROSS_ACCOUNT_EXTERNAL_ID", hide_env_values = true)]
+    pub cross_account_external_id: Option<String>,
+    /// Accounts other than the enricher's own (that of ENRICHED_TOPIC_ARN)
+    /// whose alerts are enriched, comma-separated 12-digit ids. An alert
+    /// from another account is still delivered, with an `enrichment.errors`
+    /// entry of stage `account`. Empty: the enricher's own account only.
+    #[arg(long, env = "ALLOWED_ACCOUNTS", default_value = "")]
+    pub allowed_accounts: String,
     /// The invocation time, in seconds, under a Runtime API emulator that
     /// sends no real deadline (`cargo lambda watch` sends one in 1970; SAM
     /// CLI sets this variable). Lambda's own deadline always wins.
@@ -189,6 +205,8 @@ pub struct EnricherConfig {
     pub maintenance_tag: String,
     /// The invocation time when the Runtime API gives no real deadline.
     pub unknown_deadline: Duration,
+    /// Other accounts, and the role assumed in each.
+    pub fleet: FleetConfig,
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -269,6 +287,11 @@ impl EnricherArgs {
             ));
         }
         Ok(EnricherConfig {
+            fleet: FleetConfig::new(
+                &self.cross_account_role_name,
+                self.cross_account_external_id.as_deref(),
+                &self.allowed_accounts,
+            )?,
             unknown_deadline: Duration::from_secs(self.function_timeout_seconds.clamp(1, 900)),
             maintenance_tag,
             slack_api_url,

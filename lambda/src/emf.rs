@@ -68,6 +68,8 @@ pub struct Counts {
     pub describe_instances_calls: u64,
     /// GetMetricData calls.
     pub get_metric_data_calls: u64,
+    /// AssumeRole calls (roles of other accounts).
+    pub assume_role_calls: u64,
     /// PublishBatch calls.
     pub publish_batch_calls: u64,
     /// PutEvents calls (EventBridge sinks).
@@ -106,6 +108,7 @@ impl Counts {
             ("Muted", self.muted),
             ("AwsCalls.DescribeInstances", self.describe_instances_calls),
             ("AwsCalls.GetMetricData", self.get_metric_data_calls),
+            ("AwsCalls.AssumeRole", self.assume_role_calls),
             ("AwsCalls.PublishBatch", self.publish_batch_calls),
             ("AwsCalls.PutEvents", self.put_events_calls),
             ("AwsCalls.BatchGetItem", self.batch_get_item_calls),

@@ -12,6 +12,7 @@ use crate::batch::Batch;
 use crate::config::EnricherConfig;
 use crate::deliver::{BatchReport, Checkpoint, Sinks, deliver};
 use crate::enrich::Enrichers;
+use crate::enrich::fleet::{Fleet, Scope, ScopeClients};
 use crate::event::{self, EventKind, Record};
 use crate::routes_source::Routes;
 use crate::routing::RoutingTable;
@@ -35,8 +36,11 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    /// The enricher over clients built once, at init. Without
-    /// [`Enricher::with_delivery`] every alert goes to the enriched topic.
+    /// The enricher over clients built once, at init: `ec2` and
+    /// `cloudwatch` are those of its own account (that of the enriched
+    /// topic) and `region`. Without [`Enricher::with_delivery`] every alert
+    /// goes to the enriched topic; without [`Enricher::with_cross_account`]
+    /// only its own account's alerts are enriched.
     pub fn new(
         config: EnricherConfig,
         ec2: aws_sdk_ec2::Client,
@@ -46,7 +50,18 @@ impl Enricher {
     ) -> Self {
         let slack_api = config.slack_api_url.clone();
         Enricher {
-            enrichers: Enrichers::new(&config, ec2, cloudwatch, region),
+            enrichers: Enrichers::new(
+                &config,
+                Fleet::new(
+                    Scope {
+                        account: config.enriched_topic.account().to_string(),
+                        region,
+                    },
+                    config.enriched_topic.partition(),
+                    config.fleet.clone(),
+                    ScopeClients { ec2, cloudwatch },
+                ),
+            ),
             config,
             routes: Routes::fixed(RoutingTable::enriched_only()),
             clients: SinkClients {
@@ -66,6 +81,13 @@ impl Enricher {
     pub fn with_delivery(mut self, routes: Routes, secrets: SecretStore) -> Self {
         self.routes = routes;
         self.clients.secrets = Some(Arc::new(secrets));
+        self
+    }
+
+    /// Enriches the alerts of `ALLOWED_ACCOUNTS` too, assuming
+    /// `CROSS_ACCOUNT_ROLE_NAME` in each through `sts`.
+    pub fn with_cross_account(mut self, sts: aws_sdk_sts::Client) -> Self {
+        self.enrichers = self.enrichers.with_sts(sts);
         self
     }
 
@@ -227,6 +249,7 @@ impl Enricher {
         report.counts.enriched = enriched.enriched as u64;
         report.counts.describe_instances_calls = enriched.describe_instances_calls as u64;
         report.counts.get_metric_data_calls = enriched.get_metric_data_calls as u64;
+        report.counts.assume_role_calls = enriched.assume_role_calls as u64;
 
         let (table, sinks) = self.routing(&deadline).await;
         let mutes = table.mutes_at(now);

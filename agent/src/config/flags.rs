@@ -44,6 +44,13 @@ pub struct ServeArgs {
     #[arg(long, env = "ALERT_TOPIC_ARN", global = true)]
     pub topic_arn: Option<String>,
 
+    /// AWS account of this cluster, put into every envelope as
+    /// `aws.account_id` so that a central enricher reads the right account's
+    /// EC2 instances. Default: the account of the agent's own identity (STS
+    /// GetCallerIdentity at startup; the agent is not ready until it knows).
+    #[arg(long, env = "AWS_ACCOUNT_ID")]
+    pub aws_account_id: Option<String>,
+
     /// Name of this Kubernetes cluster, put into every envelope (required).
     #[arg(long, env = "CLUSTER_NAME", global = true)]
     pub cluster: Option<String>,

@@ -21,6 +21,8 @@ pub struct ServeConfig {
     pub topic_arn: String,
     /// The cluster name.
     pub cluster: String,
+    /// `AWS_ACCOUNT_ID`; `None`: from STS at startup.
+    pub account_id: Option<String>,
     /// Webhook address.
     pub listen: SocketAddr,
     /// Metrics address.
@@ -175,6 +177,7 @@ impl ServeArgs {
             None
         };
         Ok(ServeConfig {
+            account_id: crate::account::parse_override(self.aws_account_id.as_deref())?,
             kubernetes: self.kubernetes,
             context,
             events,

@@ -60,6 +60,8 @@ pub struct EventPipeline {
     pub context: Option<ClusterContext>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The AWS account put into every envelope.
+    pub account: crate::account::Account,
     /// Ids SNS accepted lately: a relist does not publish them again.
     pub recent: Arc<RecentIds>,
     /// How far this leader (and the one before) has published.
@@ -97,6 +99,7 @@ impl EventPipeline {
         if let Some(ctx) = &self.context {
             ctx.annotate(&mut env).await;
         }
+        self.account.stamp(&mut env);
         self.metrics.alert_received("kubernetes-event", 1);
         self.watermark.queued(&env.id, seen);
         if let Some(dropped) = self.buffer.push(env) {

@@ -30,6 +30,8 @@ pub struct AppState {
     pub publisher: SnsPublisher,
     /// Cluster name for every envelope.
     pub cluster: String,
+    /// The AWS account put into every envelope.
+    pub account: crate::account::Account,
     /// Bearer tokens Alertmanager may send, if one is configured.
     pub auth: Option<TokenStore>,
     /// Body limit in bytes.
@@ -80,16 +82,25 @@ pub fn metrics_router(state: AppState) -> Router {
                 if s.ready.load(Ordering::Relaxed) {
                     (StatusCode::OK, "ready")
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "topic not checked yet")
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        if s.account.get().is_none() {
+                            "AWS account not known yet (sts:GetCallerIdentity)"
+                        } else {
+                            "topic not checked yet"
+                        },
+                    )
                 }
             }),
         )
         .with_state(state)
 }
 
-/// Checks the topic until it answers (GetTopicAttributes), then marks the agent ready.
-pub async fn check_topic_until_ready(state: AppState) {
+/// Learns the AWS account (unless `AWS_ACCOUNT_ID` gave it) and checks the
+/// topic until it answers (GetTopicAttributes), then marks the agent ready.
+pub async fn become_ready(state: AppState, sts: aws_sdk_sts::Client) {
     use backon::BackoffBuilder;
+    state.account.look_up(&sts).await;
     let mut backoff = backon::ExponentialBuilder::default()
         .with_min_delay(std::time::Duration::from_millis(200))
         .with_max_delay(std::time::Duration::from_secs(10))

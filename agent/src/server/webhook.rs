@@ -140,6 +140,9 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Respon
         // Pod lookups of one notification run concurrently; each has its own timeout.
         futures::future::join_all(envelopes.iter_mut().map(|(_, env)| context.annotate(env))).await;
     }
+    for (_, env) in &mut envelopes {
+        state.account.stamp(env);
+    }
     let mut prepared: Vec<PreparedMessage> = Vec::with_capacity(envelopes.len());
     let mut too_large = Vec::new();
     for (i, env) in envelopes {

@@ -74,6 +74,7 @@ pub fn accept_all() -> Rule {
 
 pub fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duration) -> AppState {
     AppState {
+        account: alert_manager_agent::account::Account::default(),
         publisher: SnsPublisher::new(
             client,
             TOPIC.parse().unwrap(),

@@ -1,5 +1,5 @@
 //! `CloudWatchEnricher`: every metric query of a batch in GetMetricData calls
-//! of at most 500 queries, following NextToken.
+//! of at most 500 queries per (account, region), following NextToken.
 //!
 //! One window covers the whole batch (from the earliest alert's window start
 //! to now), so the batch needs one call per 500 queries; each alert's summary
@@ -32,12 +32,11 @@ pub struct SeriesKey {
     pub spec: MetricSpec,
 }
 
-/// Fetches metric series for many instances at once.
+/// Fetches metric series for many instances at once, through the client
+/// of their account and region.
 #[derive(Debug, Clone)]
 pub struct CloudWatchEnricher {
-    client: aws_sdk_cloudwatch::Client,
     metrics: MetricsConfig,
-    region: String,
 }
 
 /// The metrics of one batch: every series, and the calls made.
@@ -51,19 +50,17 @@ pub struct BatchMetrics {
 }
 
 impl CloudWatchEnricher {
-    /// An enricher fetching what `metrics` says; `region` is for console links.
-    pub fn new(client: aws_sdk_cloudwatch::Client, metrics: MetricsConfig, region: String) -> Self {
-        CloudWatchEnricher {
-            client,
-            metrics,
-            region,
-        }
+    /// An enricher fetching what `metrics` says.
+    pub fn new(metrics: MetricsConfig) -> Self {
+        CloudWatchEnricher { metrics }
     }
 
-    /// Every series the batch needs, over one window, in as few calls as fit.
+    /// Every series `envelopes` (of one account and region) need, over one
+    /// window, in as few calls through `client` as fit.
     pub async fn fetch_batch(
         &self,
-        envelopes: &[Envelope],
+        client: &aws_sdk_cloudwatch::Client,
+        envelopes: &[&Envelope],
         instance_of: impl Fn(&Envelope) -> Option<String>,
         deadline: &Deadline,
     ) -> BatchMetrics {
@@ -86,7 +83,7 @@ impl CloudWatchEnricher {
         let (series, calls) = if keys.is_empty() {
             (HashMap::new(), 0)
         } else {
-            self.fetch(&keys, start, now, deadline).await
+            self.fetch(client, &keys, start, now, deadline).await
         };
         BatchMetrics {
             series,
@@ -96,11 +93,13 @@ impl CloudWatchEnricher {
         }
     }
 
-    /// One envelope's summaries over its own window, or the failure message.
+    /// One envelope's summaries over its own window, or the failure
+    /// message; the console link points at `region`.
     pub fn summaries(
         &self,
         env: &Envelope,
         instance_id: &str,
+        region: &str,
         batch: &BatchMetrics,
     ) -> (Option<CloudWatchEnrichment>, Option<String>) {
         let (specs, window) = self.metrics.metrics_for(env);
@@ -124,7 +123,7 @@ impl CloudWatchEnricher {
             window_end: jiff::Timestamp::from_second(batch.now).unwrap_or(env.starts_at),
             period_seconds: self.metrics.period_seconds,
             metrics: summaries,
-            console_url: Some(console_url(&self.region, instance_id)),
+            console_url: Some(console_url(region, instance_id)),
         });
         (enrichment, failure)
     }
@@ -134,6 +133,7 @@ impl CloudWatchEnricher {
     /// series it carried, with the message.
     async fn fetch(
         &self,
+        client: &aws_sdk_cloudwatch::Client,
         series: &[SeriesKey],
         start: i64,
         end: i64,
@@ -162,8 +162,7 @@ impl CloudWatchEnricher {
                     break Err("GetMetricData not sent: no time left before the deadline".into());
                 };
                 calls += 1;
-                let call = self
-                    .client
+                let call = client
                     .get_metric_data()
                     .set_metric_data_queries(Some(queries.clone()))
                     .start_time(DateTime::from_secs(start))

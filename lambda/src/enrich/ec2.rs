@@ -1,5 +1,6 @@
 //! `Ec2Enricher`: instance data and tags for every instance of a batch, in
-//! one DescribeInstances per 200 distinct ids, cached across warm invocations.
+//! one DescribeInstances per 200 distinct ids per (account, region), cached
+//! across warm invocations under (account, region, instance id).
 //!
 //! The cache is bounded (least recently used out first) and remembers
 //! NotFound for a short while, so a terminated instance that keeps alerting
@@ -18,6 +19,8 @@ use alert_aws::{Deadline, classify_sdk_error};
 use alert_envelope::Ec2Enrichment;
 use aws_sdk_ec2::types::Filter;
 use lru::LruCache;
+
+use super::fleet::Scope;
 
 /// Most values DescribeInstances takes in one filter.
 pub const MAX_IDS_PER_CALL: usize = 200;
@@ -49,29 +52,31 @@ struct Entry {
     data: Option<Ec2Enrichment>,
 }
 
-/// Looks up EC2 instances with a process-wide bounded cache.
+/// Looks up EC2 instances with one process-wide bounded cache for every
+/// account and region.
 #[derive(Debug)]
 pub struct Ec2Enricher {
-    client: aws_sdk_ec2::Client,
     config: Ec2CacheConfig,
-    cache: Mutex<LruCache<String, Entry>>,
+    cache: Mutex<LruCache<(Scope, String), Entry>>,
 }
 
 impl Ec2Enricher {
-    /// An enricher over `client`, caching as `config` says.
-    pub fn new(client: aws_sdk_ec2::Client, config: Ec2CacheConfig) -> Self {
+    /// An enricher caching as `config` says.
+    pub fn new(config: Ec2CacheConfig) -> Self {
         Ec2Enricher {
-            client,
             cache: Mutex::new(LruCache::new(config.max_instances)),
             config,
         }
     }
 
-    /// Data for each id: from the cache, else from DescribeInstances calls
-    /// of at most 200 ids, none started after `deadline`. Tags are returned
-    /// whole; the caller applies its deny-list.
+    /// Data for each id of `scope`: from the cache, else from
+    /// DescribeInstances calls of at most 200 ids through `client` (that
+    /// scope's), none started after `deadline`. Tags are returned whole;
+    /// the caller applies its deny-list.
     pub async fn describe(
         &self,
+        client: &aws_sdk_ec2::Client,
+        scope: &Scope,
         ids: &[String],
         deadline: &Deadline,
     ) -> (HashMap<String, Result<Ec2Enrichment, Ec2Miss>>, usize) {
@@ -80,7 +85,7 @@ impl Ec2Enricher {
         {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             for id in ids {
-                match cache.get(id) {
+                match cache.get(&(scope.clone(), id.clone())) {
                     Some(Entry { at, data: Some(d) }) if at.elapsed() < self.config.ttl => {
                         out.insert(id.clone(), Ok(d.clone()));
                     }
@@ -104,8 +109,7 @@ impl Ec2Enricher {
                     );
                 };
                 calls += 1;
-                let call = self
-                    .client
+                let call = client
                     .describe_instances()
                     .filters(
                         Filter::builder()
@@ -148,7 +152,7 @@ impl Ec2Enricher {
                     (_, Some(data)) => {
                         let at = Instant::now();
                         cache.put(
-                            id.clone(),
+                            (scope.clone(), id.clone()),
                             Entry {
                                 at,
                                 data: Some(data.clone()),
@@ -158,7 +162,7 @@ impl Ec2Enricher {
                     }
                     (Ok(()), None) => {
                         let at = Instant::now();
-                        cache.put(id.clone(), Entry { at, data: None });
+                        cache.put((scope.clone(), id.clone()), Entry { at, data: None });
                         Err(Ec2Miss::NotFound)
                     }
                     (Err(e), None) => Err(Ec2Miss::Failed(e.clone())),
@@ -228,7 +232,7 @@ mod tests {
         })
     }
 
-    fn enricher(rule: &Rule, max: usize) -> Ec2Enricher {
+    fn enricher(rule: &Rule, max: usize) -> (Ec2Enricher, aws_sdk_ec2::Client) {
         let client = aws_sdk_ec2::Client::from_conf(
             aws_sdk_ec2::Config::builder()
                 .behavior_version_latest()
@@ -244,14 +248,19 @@ mod tests {
                 )
                 .build(),
         );
-        Ec2Enricher::new(
-            client,
-            Ec2CacheConfig {
-                ttl: Duration::from_secs(300),
-                negative_ttl: Duration::from_secs(60),
-                max_instances: NonZeroUsize::new(max).unwrap(),
-            },
-        )
+        let e = Ec2Enricher::new(Ec2CacheConfig {
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(60),
+            max_instances: NonZeroUsize::new(max).unwrap(),
+        });
+        (e, client)
+    }
+
+    fn scope(account: &str) -> Scope {
+        Scope {
+            account: account.into(),
+            region: "us-east-1".into(),
+        }
     }
 
     fn deadline() -> Deadline {
@@ -261,14 +270,18 @@ mod tests {
     #[tokio::test]
     async fn the_cache_stays_at_its_bound() {
         let rule = describe_rule();
-        let e = enricher(&rule, 10_000);
+        let (e, c) = enricher(&rule, 10_000);
         let ids: Vec<String> = (0..20_000).map(|i| format!("i-{i:017x}")).collect();
-        let (found, calls) = e.describe(&ids, &deadline()).await;
+        let (found, calls) = e
+            .describe(&c, &scope("111111111111"), &ids, &deadline())
+            .await;
         assert_eq!(calls, 100, "200 ids per call");
         assert_eq!(found.values().filter(|r| r.is_ok()).count(), 20_000);
         assert_eq!(e.cache.lock().unwrap().len(), 10_000);
         // The most recent half is what is kept: no call for it.
-        let (_, calls) = e.describe(&ids[10_000..], &deadline()).await;
+        let (_, calls) = e
+            .describe(&c, &scope("111111111111"), &ids[10_000..], &deadline())
+            .await;
         assert_eq!(calls, 0);
         assert_eq!(e.cache.lock().unwrap().len(), 10_000);
     }
@@ -276,11 +289,15 @@ mod tests {
     #[tokio::test]
     async fn a_not_found_instance_is_not_described_again_within_its_ttl() {
         let rule = describe_rule();
-        let e = enricher(&rule, 100);
+        let (e, c) = enricher(&rule, 100);
         let ids = vec!["i-gone0000000000001".to_string()];
-        let (found, calls) = e.describe(&ids, &deadline()).await;
+        let (found, calls) = e
+            .describe(&c, &scope("111111111111"), &ids, &deadline())
+            .await;
         assert_eq!((calls, &found[&ids[0]]), (1, &Err(Ec2Miss::NotFound)));
-        let (found, calls) = e.describe(&ids, &deadline()).await;
+        let (found, calls) = e
+            .describe(&c, &scope("111111111111"), &ids, &deadline())
+            .await;
         assert_eq!((calls, &found[&ids[0]]), (0, &Err(Ec2Miss::NotFound)));
         assert_eq!(rule.num_calls(), 1);
     }
@@ -288,21 +305,37 @@ mod tests {
     #[tokio::test]
     async fn an_expired_negative_entry_is_asked_again() {
         let rule = describe_rule();
-        let mut e = enricher(&rule, 100);
+        let (mut e, c) = enricher(&rule, 100);
         e.config.negative_ttl = Duration::ZERO;
         let ids = vec!["i-gone0000000000002".to_string()];
-        e.describe(&ids, &deadline()).await;
-        let (_, calls) = e.describe(&ids, &deadline()).await;
+        e.describe(&c, &scope("111111111111"), &ids, &deadline())
+            .await;
+        let (_, calls) = e
+            .describe(&c, &scope("111111111111"), &ids, &deadline())
+            .await;
         assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn one_instance_id_in_two_accounts_is_two_cache_entries() {
+        let rule = describe_rule();
+        let (e, c) = enricher(&rule, 100);
+        let ids = vec!["i-00000000000000003".to_string()];
+        for account in ["111111111111", "222222222222", "111111111111"] {
+            let (found, _) = e.describe(&c, &scope(account), &ids, &deadline()).await;
+            assert!(found[&ids[0]].is_ok());
+        }
+        assert_eq!(rule.num_calls(), 2, "one DescribeInstances per account");
+        assert_eq!(e.cache.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
     async fn nothing_is_sent_after_the_deadline() {
         let rule = describe_rule();
-        let e = enricher(&rule, 100);
+        let (e, c) = enricher(&rule, 100);
         let expired = Deadline::within(Duration::from_millis(100));
         let ids = vec!["i-00000000000000001".to_string()];
-        let (found, calls) = e.describe(&ids, &expired).await;
+        let (found, calls) = e.describe(&c, &scope("111111111111"), &ids, &expired).await;
         assert_eq!(calls, 0);
         assert!(matches!(&found[&ids[0]], Err(Ec2Miss::Failed(m)) if m.contains("deadline")));
     }

@@ -1,6 +1,7 @@
 //! A null SNS endpoint for benchmarks: it answers `Publish` and `PublishBatch`
 //! (query protocol, as the AWS SDKs and Alertmanager's `sns_configs` send
-//! them), and `GetTopicAttributes` (the agent's readiness check), with valid
+//! them), and `GetTopicAttributes` and STS `GetCallerIdentity` (the agent's
+//! readiness checks: its topic, and its account, 123456789012), with valid
 //! XML, as fast as it can, and counts what it accepted. moto is far too slow
 //! to stand behind a throughput benchmark; this is not.
 //!
@@ -128,6 +129,9 @@ async fn sns(State(null): State<Null>, body: Bytes) -> impl IntoResponse {
         "GetTopicAttributes" => format!(
             r#"<GetTopicAttributesResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><GetTopicAttributesResult><Attributes><entry><key>TopicArn</key><value>{}</value></entry></Attributes></GetTopicAttributesResult><ResponseMetadata><RequestId>null-{n}</RequestId></ResponseMetadata></GetTopicAttributesResponse>"#,
             xml_escape(&topic)
+        ),
+        "GetCallerIdentity" => format!(
+            r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/null-sns</Arn><UserId>AIDANULLSNS</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>null-{n}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#
         ),
         other => {
             return (
