@@ -511,6 +511,7 @@ fn full_featured_render_validates_strictly_and_its_crd_kinds_are_well_formed() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "Deployment",
             "NetworkPolicy",
             "PodDisruptionBudget",
@@ -606,6 +607,7 @@ fn full_featured_render_validates_strictly_and_its_crd_kinds_are_well_formed() {
             "AlertManagerAgentPublishFailures",
             "rate(alert_manager_agent_publish_failures_total{",
         ),
+        ("AlertManagerAgentNotReady", "(up{"),
         (
             "AlertManagerAgentWebhookErrors",
             r#"alert_manager_agent_webhook_responses_total{code=~"5..","#,
