@@ -303,6 +303,7 @@ fn iam_files_are_least_privilege_and_documented() {
         "member-read-policy.json",
         "member-read-trust-policy.json",
         "topic-key-policy-members.json",
+        "queue-key-policy-sns.json",
     ] {
         assert!(names.contains(expected), "infra/iam/{expected} is missing");
     }
@@ -461,6 +462,19 @@ fn iam_files_are_least_privilege_and_documented() {
     assert_member_key_policy(
         "topic-key-policy-members.json",
         &files["topic-key-policy-members.json"],
+    );
+    // SNS encrypts what it delivers to the queues with their key (AWS's documented statement).
+    let sns = statements(&files["queue-key-policy-sns.json"]);
+    assert_eq!(sns.len(), 1);
+    assert_eq!(sns[0]["Principal"], json!({"Service": "sns.amazonaws.com"}));
+    assert_eq!(
+        strings(&sns[0]["Action"]),
+        ["kms:GenerateDataKey", "kms:Decrypt"]
+    );
+    assert_eq!(
+        strings(&sns[0]["Resource"]),
+        ["*"],
+        "in a key policy: this key"
     );
 }
 
@@ -680,6 +694,11 @@ async fn stack_creates_in_moto_and_the_enricher_deploys_with_its_outputs() {
     );
     let dlq = &stack["queues"]["alert-manager-enricher-dlq"];
     assert_eq!(dlq["MessageRetentionPeriod"], "1209600");
+    // No customer managed key: SSE-SQS on both queues, no KMS key.
+    for q in [queue, dlq] {
+        assert_eq!(q["SqsManagedSseEnabled"], "true", "{q}");
+        assert!(q.get("KmsMasterKeyId").is_none(), "{q}");
+    }
     assert!(dlq.get("RedrivePolicy").is_none());
 
     // The agent role: IRSA trust on the one service account, the policy of infra/iam.
@@ -891,6 +910,12 @@ async fn stack_with_pod_identity_and_a_customer_key_in_moto() {
 
     let queue = &stack["queues"]["am-enricher"];
     assert_eq!(queue["VisibilityTimeout"], "180", "6 x 30 s");
+    // The customer managed key encrypts the queues too.
+    assert_eq!(queue["KmsMasterKeyId"], key.as_str());
+    assert_eq!(
+        stack["queues"]["am-enricher-dlq"]["KmsMasterKeyId"],
+        key.as_str()
+    );
     let redrive: Value = serde_json::from_str(queue["RedrivePolicy"].as_str().unwrap()).unwrap();
     assert_eq!(
         redrive["maxReceiveCount"].to_string().trim_matches('"'),
@@ -940,16 +965,27 @@ async fn stack_with_pod_identity_and_a_customer_key_in_moto() {
         "alias/aws/sns"
     );
     assert!(!role_grants(&stack, "AgentRole").contains_key("kms:Decrypt"));
+    // SNS cannot use the AWS managed SNS key for a queue: the queues keep SSE-SQS.
+    for q in ["am2-enricher", "am2-enricher-dlq"] {
+        assert!(
+            stack["queues"][q].get("KmsMasterKeyId").is_none(),
+            "{q}: {}",
+            stack["queues"][q]
+        );
+    }
 }
 
-/// Both queues are encrypted at rest the way checkov's `CKV_AWS_27` reads a template: a
-/// `KmsMasterKeyId`, or `SqsManagedSseEnabled` literally true. (moto's queues report SSE-SQS
-/// whatever the template says, so this is read from the template itself.)
+/// Both queues are encrypted at rest, in the form checkov 3.3's `CKV_AWS_27` reads from a
+/// template: it passes only a queue with a `KmsMasterKeyId` property. That is the topics'
+/// customer managed key when there is one, and otherwise nothing, with SSE-SQS instead. (moto's
+/// queues report SSE-SQS whatever the template says; the resolved key is checked in moto by
+/// `stack_with_pod_identity_and_a_customer_key_in_moto`.)
 #[test]
 fn both_queues_are_encrypted_at_rest_as_checkov_ckv_aws_27_reads_them() {
     let text = std::fs::read_to_string(template_path()).unwrap();
     let template: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let resources = template["Resources"].as_mapping().unwrap();
+    let yaml = |v: &serde_yaml::Value| serde_yaml::to_string(v).unwrap();
     let mut queues = BTreeSet::new();
     for (id, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::SQS::Queue") {
@@ -957,10 +993,15 @@ fn both_queues_are_encrypted_at_rest_as_checkov_ckv_aws_27_reads_them() {
         }
         let id = id.as_str().unwrap().to_string();
         let properties = &resource["Properties"];
-        assert!(
-            properties.get("KmsMasterKeyId").is_some()
-                || properties["SqsManagedSseEnabled"].as_bool() == Some(true),
-            "{id}: no server-side encryption: {properties:?}"
+        assert_eq!(
+            properties.get("KmsMasterKeyId").map(yaml).as_deref(),
+            Some("!If\n- HasCustomerTopicKey\n- !Ref TopicKmsKeyArn\n- !Ref AWS::NoValue\n"),
+            "{id}: KmsMasterKeyId"
+        );
+        assert_eq!(
+            properties.get("SqsManagedSseEnabled").map(yaml).as_deref(),
+            Some("!If\n- HasCustomerTopicKey\n- !Ref AWS::NoValue\n- true\n"),
+            "{id}: SSE-SQS without the customer managed key"
         );
         queues.insert(id);
     }
