@@ -1254,3 +1254,71 @@ fn notes_print_the_alertmanager_webhook_config_and_how_to_read_the_token() {
         "{n}"
     );
 }
+
+/// The pod's and the ServiceAccount's `automountServiceAccountToken`
+/// (`None` where the chart renders no ServiceAccount).
+fn token_automount(objs: &[Value]) -> (bool, Option<bool>) {
+    let dep = one(objs, "Deployment");
+    let pod = dep["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("the pod must set automountServiceAccountToken: {dep:?}"));
+    let sa = of_kind(objs, "ServiceAccount").first().map(|sa| {
+        sa["automountServiceAccountToken"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("the ServiceAccount must set it too: {sa:?}"))
+    });
+    (pod, sa)
+}
+
+#[test]
+fn service_account_token_is_mounted_only_when_context_or_events_need_it() {
+    // Default: context auto (events off) needs the API.
+    assert_eq!(
+        token_automount(&objects(&render_default())),
+        (true, Some(true)),
+        "default"
+    );
+    // Events (which need context auto) and the full values.
+    assert_eq!(
+        token_automount(&objects(&render_with(&["--set", "events.enabled=true"]))),
+        (true, Some(true)),
+        "events on"
+    );
+    assert_eq!(
+        token_automount(&objs_full()),
+        (true, Some(true)),
+        "full values"
+    );
+    // Context off and events off (the only other combination the chart
+    // renders): no token on the pod nor the ServiceAccount, both spellings.
+    for off in [
+        &["--set-string", "kubernetes.context=off"][..],
+        &["--set", "kubernetes.context=false"][..],
+    ] {
+        let rendered = render_with(off);
+        assert_eq!(
+            token_automount(&objects(&rendered)),
+            (false, Some(false)),
+            "{off:?}"
+        );
+        validate_core_kinds(&rendered, "context-off");
+    }
+    // An existing ServiceAccount: the pod still opts out on its own.
+    let mut args = vec![
+        "--set-string",
+        "kubernetes.context=off",
+        "--set",
+        "serviceAccount.create=false",
+    ];
+    assert_eq!(
+        token_automount(&objects(&render_with(&args))),
+        (false, None),
+        "existing ServiceAccount, context off"
+    );
+    args[1] = "kubernetes.context=auto";
+    assert_eq!(
+        token_automount(&objects(&render_with(&args))),
+        (true, None),
+        "existing ServiceAccount, context auto"
+    );
+}
