@@ -167,7 +167,13 @@ async fn pod_alert_arrives_in_sqs_with_instance_id_and_team() {
     assert_eq!(code, 200, "{body}");
     let got = receive_until(&sqs, &queue, Duration::from_secs(15), |g| !g.is_empty()).await;
     assert_eq!(got.len(), 1);
-    assert!(got[0].0.aws.is_none());
+    // No machine found: only the agent's account.
+    let aws = got[0].0.aws.clone().unwrap_or_default();
+    assert_eq!(aws.instance_id, None);
+    assert_eq!(
+        aws.account_id.as_deref(),
+        Some(alert_manager_tests::ACCOUNT_ID)
+    );
     assert_eq!(
         got[0].0.kubernetes.as_ref().unwrap().team.as_deref(),
         Some("search")

@@ -70,7 +70,13 @@ async fn firing_and_resolved_arrive_enriched_routed_and_filtered() {
         .iter()
         .find(|(e, _)| e.alertname == "DiskFilling")
         .unwrap();
-    assert!(disk.0.aws.is_none());
+    // No machine: only the agent's account.
+    let aws = disk.0.aws.clone().unwrap_or_default();
+    assert_eq!(aws.instance_id, None);
+    assert_eq!(
+        aws.account_id.as_deref(),
+        Some(alert_manager_tests::ACCOUNT_ID)
+    );
     assert_eq!(
         disk.0.enrichment.as_ref().unwrap().team.as_deref(),
         Some("unassigned")
