@@ -46,7 +46,7 @@ scanners() {
   fi
   local stamp="$SCANNERS_VENV/.installed-$(printf '%s ' "${SCANNER_PACKAGES[@]}" | sha256sum | cut -c1-16)"
   if [ ! -e "$stamp" ]; then
-    say "installing ${SCANNER_PACKAGES[*]} into $SCANNERS_VENV (about 40 s)"
+    say "installing ${SCANNER_PACKAGES[*]} into $SCANNERS_VENV (under a minute)"
     if "$SCANNERS_VENV/bin/pip" install --quiet "${SCANNER_PACKAGES[@]}"; then
       touch "$stamp"
     else
