@@ -126,6 +126,41 @@ impl MotoServer {
             .collect()
     }
 
+    /// Runs one operation of `tests/src/boto3_helper.py` (CloudFormation,
+    /// IAM and Lambda through boto3, for which the workspace has no SDK
+    /// crate) against this server; returns the JSON it prints. A request
+    /// with `"account"` acts in that account, through
+    /// `OrganizationAccountAccessRole`.
+    pub async fn boto3(&self, op: &str, request: &serde_json::Value) -> serde_json::Value {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let request_file = dir.path().join("request.json");
+        std::fs::write(&request_file, request.to_string())
+            .unwrap_or_else(|e| panic!("write {}: {e}", request_file.display()));
+        let mut cmd = tokio::process::Command::new(venv_bin("python3"));
+        cmd.arg(crate::workspace_root().join("tests/src/boto3_helper.py"))
+            .arg(op)
+            .arg(&request_file)
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_REGION", REGION)
+            .kill_on_drop(true)
+            .stdin(Stdio::null());
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("boto3 {op} did not finish within 120 s"))
+            .unwrap_or_else(|e| panic!("cannot run boto3 {op}: {e}; run infra/local/bootstrap.sh"));
+        assert!(
+            out.status.success(),
+            "boto3 {op} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "boto3 {op} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
     async fn post(&self, path: &str) {
         reqwest::Client::new()
             .post(format!("{}{path}", self.endpoint()))
