@@ -710,3 +710,226 @@ async fn the_agent_stamps_its_account_from_sts_or_the_override_and_is_unready_wh
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("AWS_ACCOUNT_ID"));
 }
+
+fn output(stack: &Value, key: &str) -> String {
+    stack["outputs"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("stack output {key}: {}", stack["outputs"]))
+        .to_string()
+}
+
+/// docs/aws-integration.md, "One pipeline for an organisation", step by
+/// step in moto: (1) the central stack, (2) the member stack (the
+/// StackSet's instance) in member account B, (3) the agent stack in B and
+/// the agent, with B's IRSA role, publishing to the central topic; then the
+/// central enricher, with the environment step 1 gives it, reads what the
+/// central queue received.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_in_a_member_account_publishes_to_the_central_topic_and_is_enriched_with_its_tags()
+{
+    let moto = MotoServer::start().await;
+    let bridge = CloudWatchBridge::start(&moto.endpoint());
+    let root = alert_manager_tests::workspace_root();
+    let central_template = root.join("infra/cloudformation/alert-manager.yaml");
+    let member_template = root.join("infra/cloudformation/member-account.yaml");
+    let oidc = |account: &str| {
+        let url = format!("oidc.eks.{REGION}.amazonaws.com/id/FLEET{account}");
+        let arn = format!("arn:aws:iam::{account}:oidc-provider/{url}");
+        (url, arn)
+    };
+
+    // Step 1: the central stack, with the organisation and the allow-list.
+    let (central_oidc, central_oidc_arn) = oidc(CENTRAL);
+    let central = moto
+        .boto3(
+            "create",
+            &json!({"stack": "alert-manager", "template": central_template, "parameters": {
+                "ClusterName": "central", "OidcProviderUrl": central_oidc,
+                "OidcProviderArn": central_oidc_arn, "OrganizationId": "o-fleet1234",
+                "AllowedAccounts": MEMBER_B, "CrossAccountRoleName": READ_ROLE,
+                "ExternalId": EXTERNAL_ID,
+            }}),
+        )
+        .await;
+    assert_eq!(central["status"], "CREATE_COMPLETE", "{central}");
+    let raw_topic = output(&central, "RawTopicArn");
+    let enriched_topic = output(&central, "EnrichedTopicArn");
+    // moto's CreateStack skips AWS::SNS::Subscription: RawTopicToQueue by hand, as the stack has it.
+    aws_sdk_sns::Client::new(&moto.sdk_config().await)
+        .subscribe()
+        .topic_arn(&raw_topic)
+        .protocol("sqs")
+        .endpoint(output(&central, "QueueArn"))
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    // Step 2: the member stack (the StackSet's instance) in B.
+    let member = moto
+        .boto3(
+            "create",
+            &json!({"stack": "alert-manager-member", "template": member_template,
+                    "account": MEMBER_B, "parameters": {
+                "CreateReadRole": "true",
+                "EnricherRoleArn": output(&central, "EnricherRoleArn"),
+                "CrossAccountRoleName": READ_ROLE, "ExternalId": EXTERNAL_ID,
+                "CentralTopicArn": raw_topic, "ClusterName": "",
+            }}),
+        )
+        .await;
+    assert_eq!(member["status"], "CREATE_COMPLETE", "{member}");
+
+    // Step 3: the agent stack of one cluster in B, then the agent with its role.
+    let (member_oidc, member_oidc_arn) = oidc(MEMBER_B);
+    let agent_stack = moto
+        .boto3(
+            "create",
+            &json!({"stack": "alert-manager-agent-payments-prod", "template": member_template,
+                    "account": MEMBER_B, "parameters": {
+                "CreateReadRole": "false", "CentralTopicArn": raw_topic,
+                "ClusterName": "payments-prod", "OidcProviderUrl": member_oidc,
+                "OidcProviderArn": member_oidc_arn,
+            }}),
+        )
+        .await;
+    assert_eq!(agent_stack["status"], "CREATE_COMPLETE", "{agent_stack}");
+    let agent_role = output(&agent_stack, "AgentRoleArn");
+    assert!(agent_role.starts_with(&format!("arn:aws:iam::{MEMBER_B}:role/")));
+
+    // The member cluster's node is an instance of B, with B's tags.
+    let machines = seed(&moto, &bridge, &[MEMBER_B], 1).await;
+    let machine = &machines[0];
+    let kube = alert_manager_tests::MockKubeApi::start(
+        alert_manager_tests::pipeline::cluster_objects(&machine.instance_id),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.write_kubeconfig(dir.path());
+    let kubeconfig = kubeconfig.to_string_lossy().to_string();
+    let agent = AgentProcess::start(
+        &moto.endpoint(),
+        &raw_topic,
+        &[
+            ("AWS_ROLE_ARN", agent_role.as_str()),
+            ("KUBERNETES_CONTEXT", "auto"),
+            ("KUBECONFIG", kubeconfig.as_str()),
+        ],
+    )
+    .await;
+    alert_manager_tests::wait_until_http_ok(
+        "agent /readyz",
+        &format!("{}/readyz", agent.metrics),
+        Duration::from_secs(30),
+    )
+    .await;
+    // As Alertmanager sends the pipeline's pod alert.
+    let mut alert =
+        alert_manager_tests::pipeline::pod_alert("KubePodCrashLooping", "critical", None);
+    alert["status"] = json!("firing");
+    alert["startsAt"] = json!("2026-12-03T08:00:00Z");
+    alert["endsAt"] = json!("0001-01-01T00:00:00Z");
+    alert["fingerprint"] = json!("f1ee7f1ee7f1ee70");
+    let body = json!({
+        "version": "4", "groupKey": "{}:{alertname=\"KubePodCrashLooping\"}", "truncatedAlerts": 0,
+        "status": "firing", "receiver": "agent", "groupLabels": {"alertname": "KubePodCrashLooping"},
+        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+        "alerts": [alert],
+    });
+    let (code, text) = agent.post(&body).await;
+    assert_eq!(code, 200, "{text}");
+
+    // The central account: its queue received it; the enricher, configured
+    // from the stack's outputs, enriches it from B.
+    let config = moto.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let subscriber = moto
+        .subscribe_queue(&enriched_topic, "central-subscriber", None)
+        .await;
+    let queue_url = output(&central, "QueueUrl");
+    let mut messages = Vec::new();
+    for _ in 0..20 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        messages.extend(out.messages().iter().cloned());
+        if !messages.is_empty() {
+            break;
+        }
+    }
+    let subs = aws_sdk_sns::Client::new(&config)
+        .list_subscriptions_by_topic()
+        .topic_arn(&raw_topic)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        messages.len(),
+        1,
+        "the central queue got the member's alert; subscriptions {:?}; resources {}; agent log {}",
+        subs.subscriptions(),
+        central["resources"],
+        agent.log_text()
+    );
+    let args = EnricherArgs::try_parse_from([
+        "alert-manager-enricher",
+        "--enriched-topic-arn",
+        &enriched_topic,
+        "--cross-account-role-name",
+        &output(&central, "CrossAccountRoleName"),
+        "--allowed-accounts",
+        &output(&central, "AllowedAccounts"),
+        "--cross-account-external-id",
+        EXTERNAL_ID,
+    ])
+    .unwrap();
+    let enricher = Enricher::new(
+        args.validate().unwrap(),
+        aws_sdk_ec2::Client::new(&config),
+        aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(&config)
+                .endpoint_url(bridge.endpoint())
+                .build(),
+        ),
+        aws_sdk_sns::Client::new(&config),
+        REGION.into(),
+    )
+    .with_cross_account(aws_sdk_sts::Client::new(&config));
+    let event = alert_manager_tests::pipeline::sqs_event(&messages, &output(&central, "QueueArn"));
+    let out = enricher
+        .handle(&event, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+
+    let got = drain(&sqs, &subscriber, 1).await;
+    assert_eq!(got.len(), 1);
+    let env = &got[0];
+    let aws = env.aws.as_ref().unwrap();
+    assert_eq!(
+        aws.account_id.as_deref(),
+        Some(MEMBER_B),
+        "the agent's own account"
+    );
+    assert_eq!(
+        aws.instance_id.as_deref(),
+        Some(machine.instance_id.as_str())
+    );
+    let enrichment = env.enrichment.as_ref().unwrap();
+    assert!(enrichment.errors.is_empty(), "{:?}", enrichment.errors);
+    assert_eq!(
+        enrichment.ec2.as_ref().unwrap().tags["team"],
+        machine.team,
+        "B's tags, read in B"
+    );
+    let cw = enrichment.cloudwatch.as_ref().unwrap();
+    assert!(
+        cw.metrics.iter().any(|m| m.max == Some(machine.cpu_max)),
+        "B's metrics"
+    );
+}
