@@ -51,7 +51,11 @@ deploy-lambda: ## REAL AWS ACCOUNT: build the enricher for arm64 and deploy it (
 	@test -n "$$ENRICHER_ROLE_ARN" || { echo "deploy-lambda: set ENRICHER_ROLE_ARN to the stack output EnricherRoleArn (see infra/iam/README.md, section Deploying)" >&2; exit 2; }
 	@test -n "$$ENRICHED_TOPIC_ARN" || { echo "deploy-lambda: set ENRICHED_TOPIC_ARN to the stack output EnrichedTopicArn" >&2; exit 2; }
 	cd lambda && PATH="$(ALERT_MANAGER_CACHE)/venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip
+	@# The fleet settings go through a file: --env-var splits values on commas (ALLOWED_ACCOUNTS).
+	@umask 077; env_file=$$(mktemp); trap 'rm -f "$$env_file"' EXIT; \
+	echo "ENRICHED_TOPIC_ARN=$$ENRICHED_TOPIC_ARN" > "$$env_file"; \
+	for v in STATE_TABLE CROSS_ACCOUNT_ROLE_NAME ALLOWED_ACCOUNTS CROSS_ACCOUNT_EXTERNAL_ID; do \
+	  if [ -n "$${!v}" ]; then echo "$$v=$${!v}" >> "$$env_file"; fi; done; \
 	cd lambda && $(CARGO_LAMBDA) deploy --admerge --iam-role "$$ENRICHER_ROLE_ARN" \
-	  --env-var "ENRICHED_TOPIC_ARN=$$ENRICHED_TOPIC_ARN" \
-	  $${STATE_TABLE:+--env-var "STATE_TABLE=$$STATE_TABLE"} \
+	  --env-file "$$env_file" \
 	  --binary-name alert-manager-enricher $(FUNCTION_NAME)
