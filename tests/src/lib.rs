@@ -21,6 +21,7 @@
 
 pub mod agent;
 mod alertmanager;
+pub mod iam;
 mod lambda_watch;
 mod moto;
 pub mod pipeline;

@@ -270,12 +270,15 @@ async fn central_enricher(
     bridge: &CloudWatchBridge,
     topic: &str,
     allowed: &str,
+    role_name: &str,
 ) -> Enricher {
     let config = moto.sdk_config().await;
     let args = EnricherArgs::try_parse_from([
         "alert-manager-enricher",
         "--enriched-topic-arn",
         topic,
+        "--cross-account-role-name",
+        role_name,
         "--allowed-accounts",
         allowed,
         "--cross-account-external-id",
@@ -407,6 +410,7 @@ async fn three_accounts_by_two_regions_are_each_enriched_from_their_own_account_
         &bridge,
         &enriched_topic,
         &format!("{MEMBER_B},{MEMBER_C}"),
+        READ_ROLE,
     )
     .await;
 
@@ -540,6 +544,7 @@ async fn an_account_not_allowed_and_a_denied_role_degrade_only_their_own_envelop
         &bridge,
         &enriched_topic,
         &format!("{MEMBER_B},{MEMBER_C}"),
+        READ_ROLE,
     )
     .await;
 
@@ -876,30 +881,14 @@ async fn an_agent_in_a_member_account_publishes_to_the_central_topic_and_is_enri
         central["resources"],
         agent.log_text()
     );
-    let args = EnricherArgs::try_parse_from([
-        "alert-manager-enricher",
-        "--enriched-topic-arn",
+    let enricher = central_enricher(
+        &moto,
+        &bridge,
         &enriched_topic,
-        "--cross-account-role-name",
-        &output(&central, "CrossAccountRoleName"),
-        "--allowed-accounts",
         &output(&central, "AllowedAccounts"),
-        "--cross-account-external-id",
-        EXTERNAL_ID,
-    ])
-    .unwrap();
-    let enricher = Enricher::new(
-        args.validate().unwrap(),
-        aws_sdk_ec2::Client::new(&config),
-        aws_sdk_cloudwatch::Client::from_conf(
-            aws_sdk_cloudwatch::config::Builder::from(&config)
-                .endpoint_url(bridge.endpoint())
-                .build(),
-        ),
-        aws_sdk_sns::Client::new(&config),
-        REGION.into(),
+        &output(&central, "CrossAccountRoleName"),
     )
-    .with_cross_account(aws_sdk_sts::Client::new(&config));
+    .await;
     let event = alert_manager_tests::pipeline::sqs_event(&messages, &output(&central, "QueueArn"));
     let out = enricher
         .handle(&event, Duration::from_secs(60))

@@ -20,24 +20,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use alert_manager_tests::iam::{
+    EXTERNAL_ID, MEMBER_ACCOUNT, OIDC, ORGANIZATION_ID, READ_ROLE_NAME, oidc_provider_arn,
+    placeholder_values, substitute,
+};
 use alert_manager_tests::{
     ACCOUNT_ID, MotoServer, REGION, venv_bin, workspace_binary, workspace_root,
 };
 use serde_json::{Value, json};
 
-const OIDC: &str = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
 const NAMESPACE: &str = "alert-manager-system";
 const SERVICE_ACCOUNT: &str = "alert-manager-controller";
 /// The two actions that have no resource-level permissions (AWS service authorization reference).
 const UNSCOPABLE: [&str; 2] = ["ec2:DescribeInstances", "cloudwatch:GetMetricData"];
-/// A member account of the organisation (moto keeps its resources apart from [`ACCOUNT_ID`]'s).
-const MEMBER_ACCOUNT: &str = "222222222222";
 /// A second member account, for a member stack with other parameters.
 const OTHER_MEMBER_ACCOUNT: &str = "333333333333";
-const ORGANIZATION_ID: &str = "o-a1b2c3d4e5";
-const EXTERNAL_ID: &str = "alert-manager-3f9c";
-/// The read role's default name in both templates (the enricher's CROSS_ACCOUNT_ROLE_NAME).
-const READ_ROLE_NAME: &str = "alert-manager-enricher-read";
 
 fn iam_dir() -> PathBuf {
     workspace_root().join("infra/iam")
@@ -54,10 +51,6 @@ fn member_template_path() -> PathBuf {
 /// The key policy files: statements for a KMS key's policy, not IAM identity policies.
 fn is_key_policy(name: &str) -> bool {
     name.contains("key-policy")
-}
-
-fn oidc_provider_arn() -> String {
-    format!("arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{OIDC}")
 }
 
 /// Every `infra/iam/*.json`, parsed, by file name.
@@ -206,74 +199,6 @@ fn assert_pod_identity_trust(name: &str, doc: &Value, cluster_arn: &str) {
         "{name}"
     );
     assert_eq!(eq["aws:RequestTag/eks-cluster-arn"], cluster_arn, "{name}");
-}
-
-/// Placeholders of the IAM files and the example values they take in the tests.
-fn placeholder_values() -> BTreeMap<&'static str, String> {
-    let a = ACCOUNT_ID;
-    let r = REGION;
-    BTreeMap::from([
-        ("TopicArn", format!("arn:aws:sns:{r}:{a}:alert-manager-raw")),
-        (
-            "EnrichedTopicArn",
-            format!("arn:aws:sns:{r}:{a}:alert-manager-enriched"),
-        ),
-        (
-            "QueueArn",
-            format!("arn:aws:sqs:{r}:{a}:alert-manager-enricher"),
-        ),
-        (
-            "TopicKmsKeyArn",
-            format!("arn:aws:kms:{r}:{a}:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
-        ),
-        (
-            "SecretsKmsKeyArn",
-            format!("arn:aws:kms:{r}:{a}:key/0987dcba-09fe-87dc-65ba-ab0987654321"),
-        ),
-        (
-            "SecretArn",
-            format!("arn:aws:secretsmanager:{r}:{a}:secret:alert-manager/slack-AbCdEf"),
-        ),
-        ("RoutesParameterName", "alert-manager/routes".to_string()),
-        (
-            "EventBusArn",
-            format!("arn:aws:events:{r}:{a}:event-bus/alerts"),
-        ),
-        ("StateTableName", "alert-manager-state".to_string()),
-        ("FunctionName", "alert-manager-enricher".to_string()),
-        ("OidcProviderArn", oidc_provider_arn()),
-        ("OidcProvider", OIDC.to_string()),
-        ("ClusterName", "prod".to_string()),
-        ("Region", r.to_string()),
-        ("AccountId", a.to_string()),
-        ("CrossAccountRoleName", READ_ROLE_NAME.to_string()),
-        ("ExternalId", EXTERNAL_ID.to_string()),
-        (
-            "EnricherRoleArn",
-            format!("arn:aws:iam::{a}:role/alert-manager-EnricherRole-AbC123"),
-        ),
-        ("OrganizationId", ORGANIZATION_ID.to_string()),
-        ("MemberAccountId", MEMBER_ACCOUNT.to_string()),
-    ])
-}
-
-/// `text` with every `${Name}` replaced; panics on an unknown placeholder.
-fn substitute(name: &str, text: &str) -> String {
-    let values = placeholder_values();
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').unwrap() + start;
-        let key = &rest[start + 2..end];
-        let value = values
-            .get(key)
-            .unwrap_or_else(|| panic!("{name}: unknown placeholder ${{{key}}}"));
-        out.push_str(value);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn substituted_iam_files() -> BTreeMap<String, Value> {

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use alert_manager_tests::{ACCOUNT_ID, REGION, workspace_root};
+use alert_manager_tests::iam::substitute;
+use alert_manager_tests::workspace_root;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -514,85 +515,6 @@ fn skipped_kubernetes_checks_pass_when_the_values_ask_for_it() {
             report.failures()
         );
     }
-}
-
-/// The example values of the IAM files' placeholders: the ones
-/// tests/tests/infra.rs substitutes.
-fn placeholder_values() -> BTreeMap<&'static str, String> {
-    let a = ACCOUNT_ID;
-    let r = REGION;
-    let oidc = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
-    BTreeMap::from([
-        ("TopicArn", format!("arn:aws:sns:{r}:{a}:alert-manager-raw")),
-        (
-            "EnrichedTopicArn",
-            format!("arn:aws:sns:{r}:{a}:alert-manager-enriched"),
-        ),
-        (
-            "QueueArn",
-            format!("arn:aws:sqs:{r}:{a}:alert-manager-enricher"),
-        ),
-        (
-            "TopicKmsKeyArn",
-            format!("arn:aws:kms:{r}:{a}:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
-        ),
-        (
-            "SecretsKmsKeyArn",
-            format!("arn:aws:kms:{r}:{a}:key/0987dcba-09fe-87dc-65ba-ab0987654321"),
-        ),
-        (
-            "SecretArn",
-            format!("arn:aws:secretsmanager:{r}:{a}:secret:alert-manager/slack-AbCdEf"),
-        ),
-        ("RoutesParameterName", "alert-manager/routes".to_string()),
-        (
-            "EventBusArn",
-            format!("arn:aws:events:{r}:{a}:event-bus/alerts"),
-        ),
-        ("StateTableName", "alert-manager-state".to_string()),
-        ("FunctionName", "alert-manager-enricher".to_string()),
-        (
-            "OidcProviderArn",
-            format!("arn:aws:iam::{a}:oidc-provider/{oidc}"),
-        ),
-        ("OidcProvider", oidc.to_string()),
-        ("ClusterName", "prod".to_string()),
-        ("Region", r.to_string()),
-        ("AccountId", a.to_string()),
-        (
-            "CrossAccountRoleName",
-            "alert-manager-enricher-read".to_string(),
-        ),
-        ("ExternalId", "alert-manager-3f9c".to_string()),
-        (
-            "EnricherRoleArn",
-            format!("arn:aws:iam::{a}:role/alert-manager-EnricherRole-AbC123"),
-        ),
-        ("OrganizationId", "o-a1b2c3d4e5".to_string()),
-        ("MemberAccountId", "222222222222".to_string()),
-    ])
-}
-
-/// `text` with every `${Name}` replaced; panics on an unknown placeholder.
-fn substitute(name: &str, text: &str) -> String {
-    let values = placeholder_values();
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').unwrap() + start;
-        let key = &rest[start + 2..end];
-        let value = values.get(key).unwrap_or_else(|| {
-            panic!(
-                "{name}: unknown placeholder ${{{key}}}; add its example value to \
-                 tests/tests/scanners.rs (placeholder_values), as in tests/tests/infra.rs"
-            )
-        });
-        out.push_str(value);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Every `infra/iam/*.json` with its placeholders replaced, written to `dir`;
