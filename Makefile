@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export ALERT_MANAGER_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alert-manager
 
-.PHONY: help test bootstrap fmt-check lint unit test-faults bench schema build demo fixtures deploy-lambda
+.PHONY: help test bootstrap fmt-check lint unit test-faults bench schema build demo fixtures deploy-lambda image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ test-faults: ## the heavy fault test: 2,000 alerts through the whole pipeline, S
 bench: ## benchmarks (release builds, wrk, Alertmanager, moto) -> docs/benchmarks.md and docs/bench/*.svg: 12.6 min from a fresh clone, 2.7 min warm
 	@infra/local/bootstrap.sh bench
 	$(ALERT_MANAGER_CACHE)/venv/bin/python3 infra/bench/run.py
+
+image: ## the agent's image without a Docker daemon (buildah, podman), then --help, /healthz and /readyz from it
+	@infra/local/bootstrap.sh image
+	infra/docker/build-local.sh
 
 schema: ## regenerate docs/envelope.schema.json from the Rust types
 	UPDATE_SCHEMA=1 $(CARGO) test --workspace --test contract committed_schema_matches_the_types

@@ -62,6 +62,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import free_port  # noqa: E402
+import fleet_bench  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REGION = "us-east-1"
@@ -81,6 +82,7 @@ GOAL_STATE_CPU_RATIO = 1.5
 STATE_TABLE = "alert-manager-state"
 STATE_ENV = {"STATE_TABLE": STATE_TABLE}
 STATE_ROUNDS = 3
+FLEET_ROUNDS = 3
 
 # What Python enrichment Lambdas do at init.
 PYTHON_BASELINE = (
@@ -371,40 +373,49 @@ class Moto:
     def stop_recording(self):
         self.post("/moto-api/recorder/stop-recording")
 
-    def recorded_actions(self):
-        """Actions of the recorded requests: X-Amz-Target operation (JSON
-        protocols, what the bridge forwards), else Action= of query requests."""
+    def recorded(self):
+        """(action, access key, region) of each recorded request: the
+        X-Amz-Target operation (JSON protocols, what the bridge forwards), else
+        Action= of query requests; the key and region of its SigV4 scope."""
         with urllib.request.urlopen(f"{self.url}/moto-api/recorder/download-recording", timeout=10) as r:
             text = r.read().decode(errors="replace")
-        actions = []
+        calls = []
         for line in text.splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
             headers = {k.lower(): v for k, v in (rec.get("headers") or {}).items()}
-            target = headers.get("x-amz-target")
-            if target:
-                actions.append(target.rsplit(".", 1)[-1])
-                continue
-            body = rec.get("body") or ""
-            if rec.get("body_encoded"):
-                try:
-                    body = base64.b64decode(body).decode(errors="replace")
-                except ValueError:
-                    body = ""
-            url = rec.get("url") or ""
-            query = url.split("?", 1)[1] if "?" in url else ""
-            action = None
-            for part in (body, query):
-                for k, v in urllib.parse.parse_qsl(part):
-                    if k == "Action":
-                        action = v
-                        break
-                if action:
+            scope = headers.get("authorization", "").split("Credential=", 1)[-1].split(",", 1)[0].split("/")
+            key, region = (scope[0], scope[2]) if len(scope) >= 3 else ("", "")
+            calls.append((self._action(rec, headers), key, region))
+        return calls
+
+    @staticmethod
+    def _action(rec, headers):
+        target = headers.get("x-amz-target")
+        if target:
+            return target.rsplit(".", 1)[-1]
+        body = rec.get("body") or ""
+        if rec.get("body_encoded"):
+            try:
+                body = base64.b64decode(body).decode(errors="replace")
+            except ValueError:
+                body = ""
+        url = rec.get("url") or ""
+        query = url.split("?", 1)[1] if "?" in url else ""
+        action = None
+        for part in (body, query):
+            for k, v in urllib.parse.parse_qsl(part):
+                if k == "Action":
+                    action = v
                     break
-            actions.append(action or f"{rec.get('method')} {urllib.parse.urlsplit(url).path}")
-        return actions
+            if action:
+                break
+        return action or f"{rec.get('method')} {urllib.parse.urlsplit(url).path}"
+
+    def recorded_actions(self):
+        return [action for action, _, _ in self.recorded()]
 
 
 def count(actions):
@@ -479,12 +490,16 @@ def envelope(i, ids, batch_tag, starts_at, fingerprint_tag=0):
             "aws": {"instance_id": ids[i % len(ids)], "region": REGION}, "truncated": False}
 
 
-def sqs_event(n, ids, batch_tag, fingerprint_tag=0):
+def sqs_event(n, ids, batch_tag, fingerprint_tag=0, placement=None):
+    """`n` records of one alert each; `placement(i)`, when given, is alert i's `aws` object."""
     starts_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))
     records = []
     for i in range(n):
+        body = envelope(i, ids, batch_tag, starts_at, fingerprint_tag)
+        if placement:
+            body["aws"] = placement(i)
         records.append({"messageId": f"msg-{batch_tag}-{i}", "receiptHandle": "h",
-                        "body": json.dumps(envelope(i, ids, batch_tag, starts_at, fingerprint_tag)),
+                        "body": json.dumps(body),
                         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
                         "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:alerts-raw", "awsRegion": REGION})
@@ -574,23 +589,26 @@ def rust_init_once(binary, moto, bridge, logdir, tag, extra_env=None):
         f.close()
 
 
-def measure_init(binary, python, moto, bridge, logdir, runs):
+def measure_init(binary, python, moto, bridge, logdir, runs, variants):
+    """Cold starts of the enricher, of each variant (name -> extra env) and of
+    the Python baseline, interleaved."""
     rust_init_once(binary, moto, bridge, logdir, "init-warmup")
-    rust_init_once(binary, moto, bridge, logdir, "init-state-warmup", STATE_ENV)
+    for name, env in variants.items():
+        rust_init_once(binary, moto, bridge, logdir, f"init-{name}-warmup", env)
     python_baseline_once(python)
-    rust, rust_rss, py, py_exit, state = [], [], [], [], []
+    rust, rust_rss, py, py_exit = [], [], [], []
+    of_variant = {name: [] for name in variants}
     for i in range(runs):
         ms, rss = rust_init_once(binary, moto, bridge, logdir, f"init-{i}")
         rust.append(round(ms, 3))
         rust_rss.append(rss)
-        ms, _ = rust_init_once(binary, moto, bridge, logdir, f"init-state-{i}", STATE_ENV)
-        state.append(round(ms, 3))
+        for name, env in variants.items():
+            ms, _ = rust_init_once(binary, moto, bridge, logdir, f"init-{name}-{i}", env)
+            of_variant[name].append(round(ms, 3))
         ready, exited = python_baseline_once(python)
         py.append(round(ready, 3))
         py_exit.append(round(exited, 3))
-    return {
-        "state_ms": state, "state_median_ms": round(statistics.median(state), 3),
-        "state_min_ms": min(state), "state_max_ms": max(state),
+    out = {
         "runs": runs, "warmup_discarded": 1,
         "rust_ms": rust, "rust_rss_after_init_kib": rust_rss,
         "python_ms": py, "python_exit_ms": py_exit,
@@ -599,13 +617,19 @@ def measure_init(binary, python, moto, bridge, logdir, runs):
         "python_median_ms": round(statistics.median(py), 3), "python_min_ms": min(py), "python_max_ms": max(py),
         "ratio_python_over_rust": round(statistics.median(py) / statistics.median(rust), 2),
     }
+    for name, ms in of_variant.items():
+        out |= {f"{name}_ms": ms, f"{name}_median_ms": round(statistics.median(ms), 3),
+                f"{name}_min_ms": min(ms), f"{name}_max_ms": max(ms)}
+    return out
 
 
 # ----------------------------------------------------------------- batches
 
 
-def invocation_numbers(inv, records, actions, emf, response):
+def invocation_numbers(inv, records, calls, emf, response):
     b, a = inv["before"], inv["after"]
+    actions = [action for action, _, _ in calls]
+    scopes = count(f"{action}\t{key}\t{region}" for action, key, region in calls)
     failures = response.get("batchItemFailures", []) if isinstance(response, dict) else None
     out = {
         "records": records,
@@ -617,6 +641,7 @@ def invocation_numbers(inv, records, actions, emf, response):
         "peak_rss_mib": round(a["hwm_kib"] / 1024, 2),
         "rss_before_kib": b["rss_kib"],
         "aws_calls": count(actions),
+        "aws_scopes": [k.split("\t") + [n] for k, n in scopes.items()],
         "ec2_cloudwatch_calls": ec2_cw(count(actions)),
         "response_path": inv["path"].rsplit("/", 1)[-1],
         "batch_item_failures": None if failures is None else len(failures),
@@ -636,7 +661,7 @@ def run_function(binary, moto, bridge, logdir, tag, events, extra_env=None):
             moto.start_recording()
             f.api.release(event)
             inv = f.api.wait_response(k, 60, f.proc)
-            actions = moto.recorded_actions()
+            actions = moto.recorded()
             moto.stop_recording()
             try:
                 response = json.loads(inv["body"])
@@ -896,6 +921,7 @@ def build_md(r):
     L.append("![AWS calls per 100 alerts](bench/lambda-aws-calls.svg)")
     L.append("")
     L.extend(state_md(r, debug))
+    L.extend(fleet_bench.markdown(r["fleet"], r["init"], debug))
     L.append("### Artifact")
     L.append("")
     L.append("| figure | value | goal | |")
@@ -1080,7 +1106,7 @@ def main():
     p.add_argument("--python", default=sys.executable, help="python with boto3 for the baseline (default: this one)")
     a = p.parse_args()
     runs = a.runs or (5 if a.quick else 25)
-    budget = 150 if a.quick else 240
+    budget = 200 if a.quick else 300
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, on_term)
     signal.alarm(budget)
@@ -1100,9 +1126,11 @@ def main():
         bridge = Bridge(bridge_bin, moto.url, workdir)
         ids, queue_url = seed(moto.url)
         create_state_table(moto.url)
+        fleet = fleet_bench.Fleet(moto.url, boto)
 
         print(f"init: {runs} cold starts of the enricher and of the Python baseline, interleaved", file=sys.stderr)
-        init = measure_init(binary, a.python, moto.url, bridge.url, workdir, runs)
+        init = measure_init(binary, a.python, moto.url, bridge.url, workdir, runs,
+                            {"state": STATE_ENV, "fleet": fleet_bench.ENV})
         print(f"  enricher median {init['rust_median_ms']} ms, Python {init['python_median_ms']} ms", file=sys.stderr)
 
         print("batches: 1, 10, 100 records (+ a warm 100) against moto", file=sys.stderr)
@@ -1131,6 +1159,25 @@ def main():
         print(f"  CPU cold {state['cold_plain_cpu_ms']} → {state['cold_state_cpu_ms']} ms ({state['cold_ratio']}×), "
               f"warm {state['warm_plain_cpu_ms']} → {state['warm_state_cpu_ms']} ms ({state['warm_ratio']}×), "
               f"calls {state['calls']}", file=sys.stderr)
+        print(f"fleet: {FLEET_ROUNDS} rounds of 100-record batches, one (account, region) pair against 6, "
+              "interleaved", file=sys.stderr)
+
+        def run(tag, events, env):
+            return run_function(binary, moto, bridge.url, workdir, tag, events, env)
+
+        def event(n, tag, placement):
+            return sqs_event(n, ids, tag, fingerprint_tag=tag, placement=placement)
+
+        fleet_result = fleet.measure(run, event, FLEET_ROUNDS)
+        for side in ("single", "fleet"):
+            for k, rnd in enumerate(fleet_result[side]):
+                for label, b in rnd.items():
+                    check_invocation(f"{side} round {k} {label}", b, problems)
+        problems.extend(fleet_bench.problems(fleet_result))
+        print(f"  CPU cold {fleet_result['cold_single_cpu_ms']} → {fleet_result['cold_fleet_cpu_ms']} ms "
+              f"({fleet_result['cold_ratio']}×), warm {fleet_result['warm_single_cpu_ms']} → "
+              f"{fleet_result['warm_fleet_cpu_ms']} ms ({fleet_result['warm_ratio']}×); "
+              f"init {init['rust_median_ms']} → {init['fleet_median_ms']} ms", file=sys.stderr)
         output = check_output(moto.url, queue_url)
         if not output["ok"]:
             problems.append(f"the enriched envelopes lack EC2 data, team or CPU points: {output['sample']}")
@@ -1178,12 +1225,14 @@ def main():
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_start": loadavg_start,
                         "loadavg_end": loadavg_end, "clk_tck": CLK_TCK},
             "goals": {"init_ms": GOAL_INIT_MS, "init_ratio": GOAL_INIT_RATIO, "rss_mib_at_100": GOAL_RSS_MIB_AT_100,
-                      "zip_mib": GOAL_ZIP_MIB, "state_cpu_ratio": GOAL_STATE_CPU_RATIO},
+                      "zip_mib": GOAL_ZIP_MIB, "state_cpu_ratio": GOAL_STATE_CPU_RATIO,
+                      "fleet_cpu_ratio": fleet_bench.GOAL_CPU_RATIO, "fleet_init_ratio": fleet_bench.GOAL_INIT_RATIO},
             "init": init,
             "batches": batches,
             "enriched_output_check": output,
             "aws_calls_per_100": calls,
             "state": state,
+            "fleet": fleet_result,
             "artifact": art,
             "notes": notes,
             "problems": problems,
@@ -1196,6 +1245,8 @@ def main():
             "zip": (art["zip_mib"] <= GOAL_ZIP_MIB) if art and art.get("zip_mib") is not None else None,
             "state_init_ms": init["state_median_ms"] <= GOAL_INIT_MS,
             "state_cpu": max(state["cold_ratio"] or 0, state["warm_ratio"] or 0) <= GOAL_STATE_CPU_RATIO,
+            "fleet_cpu": max(fleet_result["cold_ratio"] or 0, fleet_result["warm_ratio"] or 0) <= fleet_bench.GOAL_CPU_RATIO,
+            "fleet_init": init["fleet_median_ms"] <= fleet_bench.GOAL_INIT_RATIO * init["rust_median_ms"],
         }
         signal.alarm(0)
         if a.plots:

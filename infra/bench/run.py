@@ -222,7 +222,7 @@ def main():
     outcomes["lambda-bench.py"] = bench("lambda-bench.py", [ENRICHER,
                                                             "--artifact-dir", LAMBDA_DIR,
                                                             "--bridge", os.path.join(DEBUG, "cloudwatch-bridge")] + common,
-                                        300)
+                                        360)
     outcomes["storm-bench.py"] = bench("storm-bench.py", [ENRICHER, "--bridge", os.path.join(DEBUG, "cloudwatch-bridge")]
                                        + common, 900)
 

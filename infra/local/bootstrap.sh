@@ -7,6 +7,7 @@
 #   infra/local/bootstrap.sh python     # only the venv (moto, cfn-lint, ...)
 #   infra/local/bootstrap.sh bench      # venv, Alertmanager, wrk and matplotlib for `make bench`
 #   infra/local/bootstrap.sh scanners   # only checkov and parliament (their own venv)
+#   infra/local/bootstrap.sh image      # buildah, podman and runc for `make image`
 set -uo pipefail
 
 CACHE_DIR="${ALERT_MANAGER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alert-manager}"
@@ -126,6 +127,21 @@ bench_tools() {
   command -v taskset >/dev/null || missing+=("taskset (util-linux)")
 }
 
+# Only for `make image` (infra/docker/build-local.sh): a daemonless builder and runtime.
+image_tools() {
+  local need=()
+  for tool in buildah podman runc; do command -v "$tool" >/dev/null || need+=("$tool"); done
+  [ "${#need[@]}" -eq 0 ] && return
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+    missing+=("${need[*]} (apt-get needs root)"); return
+  fi
+  local SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+  say "installing Debian ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; }
+  for tool in "${need[@]}"; do command -v "$tool" >/dev/null || missing+=("$tool (apt-get install failed)"); done
+}
+
 what="${1:-all}"
 case "$what" in
   python) python_env ;;
@@ -135,7 +151,8 @@ case "$what" in
   scanners) scanners ;;
   all) python_env; scanners; alertmanager; prometheus_server; helm_bin ;;
   bench) python_env; alertmanager; bench_tools ;;
-  *) say "unknown target $what (python | scanners | alertmanager | prometheus | helm | bench | all)"; exit 2 ;;
+  image) image_tools ;;
+  *) say "unknown target $what (python | scanners | alertmanager | prometheus | helm | bench | image | all)"; exit 2 ;;
 esac
 
 if [ "${#missing[@]}" -gt 0 ]; then
