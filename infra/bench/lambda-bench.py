@@ -591,23 +591,29 @@ def rust_init_once(binary, moto, bridge, logdir, tag, extra_env=None):
 
 def measure_init(binary, python, moto, bridge, logdir, runs, variants):
     """Cold starts of the enricher, of each variant (name -> extra env) and of
-    the Python baseline, interleaved."""
+    the Python baseline, interleaved, in an order that rotates each round."""
     rust_init_once(binary, moto, bridge, logdir, "init-warmup")
     for name, env in variants.items():
         rust_init_once(binary, moto, bridge, logdir, f"init-{name}-warmup", env)
     python_baseline_once(python)
     rust, rust_rss, py, py_exit = [], [], [], []
     of_variant = {name: [] for name in variants}
+    # The order rotates from round to round: whatever runs right after the
+    # Python baseline (or after another enricher) is not always the same one.
+    order = [None] + list(variants) + ["python"]
     for i in range(runs):
-        ms, rss = rust_init_once(binary, moto, bridge, logdir, f"init-{i}")
-        rust.append(round(ms, 3))
-        rust_rss.append(rss)
-        for name, env in variants.items():
-            ms, _ = rust_init_once(binary, moto, bridge, logdir, f"init-{name}-{i}", env)
-            of_variant[name].append(round(ms, 3))
-        ready, exited = python_baseline_once(python)
-        py.append(round(ready, 3))
-        py_exit.append(round(exited, 3))
+        for name in order[i % len(order):] + order[:i % len(order)]:
+            if name is None:
+                ms, rss = rust_init_once(binary, moto, bridge, logdir, f"init-{i}")
+                rust.append(round(ms, 3))
+                rust_rss.append(rss)
+            elif name == "python":
+                ready, exited = python_baseline_once(python)
+                py.append(round(ready, 3))
+                py_exit.append(round(exited, 3))
+            else:
+                ms, _ = rust_init_once(binary, moto, bridge, logdir, f"init-{name}-{i}", variants[name])
+                of_variant[name].append(round(ms, 3))
     out = {
         "runs": runs, "warmup_discarded": 1,
         "rust_ms": rust, "rust_rss_after_init_kib": rust_rss,
