@@ -107,6 +107,7 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
         cluster = %config.cluster,
         fifo = state.publisher.is_fifo(),
         account = state.account.get().unwrap_or("from STS"),
+        tls = config.tls.is_some(),
         "agent started"
     );
     tokio::spawn(server::become_ready(
@@ -121,23 +122,35 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
             state.metrics.clone(),
         ));
     }
+    if let Some(tls) = &config.tls {
+        tokio::spawn(
+            tls.clone()
+                .follow(server::tls::RELOAD_INTERVAL, state.metrics.clone()),
+        );
+    }
     let limits = config.listener_limits;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_task = tokio::spawn(server::listener::serve(
-        metrics_listener,
+        server::listener::Listener {
+            socket: metrics_listener,
+            name: "metrics",
+            limits,
+            tls: None,
+        },
         server::metrics_router(state.clone()),
-        limits,
-        "metrics",
         state.metrics.clone(),
         // The metrics listener serves until the process exits: probes and
         // scrapes still answer while the webhook drains.
         tokio::sync::watch::channel(false).1,
     ));
     let server_task = tokio::spawn(server::listener::serve(
-        webhook,
+        server::listener::Listener {
+            socket: webhook,
+            name: "webhook",
+            limits,
+            tls: config.tls.clone(),
+        },
         server::webhook_router(state.clone()),
-        limits,
-        "webhook",
         state.metrics.clone(),
         stop_rx,
     ));

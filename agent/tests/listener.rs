@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_manager_agent::metrics::Metrics;
-use alert_manager_agent::server::listener::{Limits, serve};
+use alert_manager_agent::server::listener::{Limits, Listener, serve};
 use axum::Router;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,10 +38,13 @@ async fn start(limits: Limits) -> Running {
     let metrics = Arc::new(Metrics::new());
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(serve(
-        listener,
+        Listener {
+            socket: listener,
+            name: "webhook",
+            limits,
+            tls: None,
+        },
         app,
-        limits,
-        "webhook",
         metrics.clone(),
         stop_rx,
     ));

@@ -27,10 +27,12 @@ const REQUIRED: [&str; 4] = [
 /// Oldest and newest Kubernetes the chart is validated against.
 const KUBE_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 /// Kinds whose schemas kubernetes-validate does not ship (prometheus-operator
-/// CRDs). Only these may skip schema validation; they are checked by hand.
-const CRD_KINDS: [(&str, &str); 2] = [
+/// and cert-manager CRDs). Only these may skip schema validation; they are
+/// checked by hand.
+const CRD_KINDS: [(&str, &str); 3] = [
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("cert-manager.io/v1", "Certificate"),
 ];
 
 /// Helm 4, as `infra/local/bootstrap.sh helm` installs it:
@@ -1320,5 +1322,126 @@ fn service_account_token_is_mounted_only_when_context_or_events_need_it() {
         token_automount(&objects(&render_with(&args))),
         (true, None),
         "existing ServiceAccount, context auto"
+    );
+}
+
+/// The webhook's `webhook-tls` volume and where the container mounts it.
+fn tls_volume(deployment: &Value) -> (Option<String>, Option<String>) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    let secret = pod["volumes"].as_sequence().and_then(|vs| {
+        vs.iter()
+            .find(|v| v["name"].as_str() == Some("webhook-tls"))
+            .map(|v| v["secret"]["secretName"].as_str().unwrap().to_string())
+    });
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .and_then(|ms| {
+            ms.iter()
+                .find(|m| m["name"].as_str() == Some("webhook-tls"))
+                .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        });
+    (secret, mount)
+}
+
+#[test]
+fn tls_mounts_the_certificate_secret_that_cert_manager_issues_and_the_notes_say_https() {
+    let issuer = [
+        "--set",
+        "tls.enabled=true",
+        "--set",
+        "tls.certManager.enabled=true",
+        "--set",
+        "tls.certManager.issuerRef.name=webhook-ca",
+        "--set",
+        "tls.certManager.issuerRef.kind=ClusterIssuer",
+    ];
+    let rendered = render_with(&issuer);
+    let crds = validate_core_kinds(&rendered, "tls-cert-manager");
+    let objs = objects(&rendered);
+    let deployment = one(&objs, "Deployment");
+    let name = deployment["metadata"]["name"].as_str().unwrap().to_string();
+    let cert = one(&crds, "Certificate");
+    assert_eq!(api_version(cert), "cert-manager.io/v1");
+    let secret = cert["spec"]["secretName"].as_str().unwrap();
+    assert_eq!(secret, format!("{name}-tls"));
+    let dns = strings(&cert["spec"]["dnsNames"]);
+    for want in [
+        format!("{name}.{NAMESPACE}.svc"),
+        format!("{name}.{NAMESPACE}.svc.cluster.local"),
+    ] {
+        assert!(dns.contains(&want), "{want} not in {dns:?}");
+    }
+    assert_eq!(
+        cert["spec"]["issuerRef"]["name"].as_str(),
+        Some("webhook-ca")
+    );
+    assert_eq!(
+        cert["spec"]["issuerRef"]["kind"].as_str(),
+        Some("ClusterIssuer")
+    );
+    assert_eq!(
+        strings(&cert["spec"]["usages"]),
+        ["server auth", "digital signature"]
+    );
+    let (volume, mount) = tls_volume(deployment);
+    assert_eq!(volume.as_deref(), Some(secret));
+    let mount = mount.expect("the TLS Secret is mounted");
+    assert_eq!(
+        env_value(deployment, "TLS_CERT_FILE"),
+        Some(format!("{mount}/tls.crt"))
+    );
+    assert_eq!(
+        env_value(deployment, "TLS_KEY_FILE"),
+        Some(format!("{mount}/tls.key"))
+    );
+    let receiver = &receivers_snippet(&notes(&issuer))["receivers"][0]["webhook_configs"][0];
+    assert!(
+        receiver["url"].as_str().unwrap().starts_with("https://"),
+        "{receiver:?}"
+    );
+    assert!(
+        receiver["http_config"]["tls_config"]["ca_file"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{secret}/ca.crt")),
+        "{receiver:?}"
+    );
+    assert!(receiver["http_config"]["authorization"]["credentials_file"].is_string());
+
+    // An existing Secret: mounted, no Certificate.
+    let objs = objects(&render_with(&[
+        "--set",
+        "tls.enabled=true",
+        "--set",
+        "tls.secretName=my-webhook-tls",
+    ]));
+    assert!(of_kind(&objs, "Certificate").is_empty());
+    assert_eq!(
+        tls_volume(one(&objs, "Deployment")).0.as_deref(),
+        Some("my-webhook-tls")
+    );
+
+    // Off by default: plain HTTP, nothing mounted.
+    let objs = objects(&render_default());
+    let deployment = one(&objs, "Deployment");
+    assert_eq!(tls_volume(deployment), (None, None));
+    assert_eq!(env_value(deployment, "TLS_CERT_FILE"), None);
+    assert!(of_kind(&objs, "Certificate").is_empty());
+}
+
+#[test]
+fn tls_without_a_certificate_source_fails_naming_the_values() {
+    let mut args = REQUIRED.to_vec();
+    args.extend(["--set", "tls.enabled=true"]);
+    let e = render_fails(&args);
+    assert!(
+        e.contains("tls.secretName") && e.contains("tls.certManager.enabled"),
+        "{e}"
+    );
+    args.extend(["--set", "tls.certManager.enabled=true"]);
+    let e = render_fails(&args);
+    assert!(
+        e.contains("tls.certManager.issuerRef.name is required"),
+        "{e}"
     );
 }

@@ -69,6 +69,18 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTH_TOKEN_FILE")]
     pub auth_token_file: Option<PathBuf>,
 
+    /// PEM certificate chain, server certificate first, for HTTPS on the
+    /// webhook listener (with --tls-key-file): for example a cert-manager
+    /// Certificate's Secret mounted into the pod (tls.crt). Both files are
+    /// read again every 5 s, so a renewal needs no restart. Without it the
+    /// webhook speaks plain HTTP; the metrics listener always does.
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert-file (tls.key): PKCS#8, PKCS#1 or SEC1.
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Kubernetes context: `auto` uses the in-cluster service account (or
     /// KUBECONFIG) when there is one and runs without context otherwise; `off`
     /// never talks to Kubernetes. Needs get/list/watch on nodes and

@@ -13,6 +13,7 @@ use crate::Error;
 use crate::context::ContextConfig;
 use crate::events::{EventFilter, OverflowPolicy};
 use crate::server::listener::{self, Limits};
+use crate::server::tls::{ServerTls, TlsFiles};
 
 /// Validated settings of the serving agent.
 #[derive(Clone)]
@@ -33,6 +34,8 @@ pub struct ServeConfig {
     pub auth_token_file: Option<PathBuf>,
     /// How long the previous token stays valid after a change.
     pub auth_token_grace: Duration,
+    /// HTTPS on the webhook listener, when configured.
+    pub tls: Option<ServerTls>,
     /// Body limit.
     pub max_body_bytes: usize,
     /// Notifications processed at once.
@@ -111,6 +114,7 @@ impl std::fmt::Debug for ServeConfig {
                 "auth_token",
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("tls", &self.tls)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrent_webhooks", &self.max_concurrent_webhooks)
             .field("kubernetes", &self.kubernetes)
@@ -137,6 +141,7 @@ impl ServeArgs {
             None => None,
             Some(path) => Some(read_token(path)?),
         };
+        let tls = self.tls()?;
         if self.max_body_bytes < 1024 {
             return Err(Error::Config(format!(
                 "--max-body-bytes / MAX_BODY_BYTES is {}; it must be at least 1024",
@@ -188,6 +193,7 @@ impl ServeArgs {
             auth_token,
             auth_token_file: self.auth_token_file.clone(),
             auth_token_grace: Duration::from_secs(self.auth_token_grace_seconds),
+            tls,
             max_body_bytes: self.max_body_bytes,
             max_concurrent_webhooks: self.max_concurrent_webhooks,
             publish_deadline: Duration::from_secs(self.publish_deadline_seconds),
@@ -205,6 +211,22 @@ impl ServeArgs {
                 "--body-read-timeout-seconds / BODY_READ_TIMEOUT_SECONDS",
             )?,
         })
+    }
+
+    /// Both TLS files or neither; a pair that does not load names its setting.
+    fn tls(&self) -> Result<Option<ServerTls>, Error> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => ServerTls::load(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .map(Some)
+            .map_err(Error::Config),
+            _ => Err(Error::Config(
+                "--tls-cert-file / TLS_CERT_FILE and --tls-key-file / TLS_KEY_FILE go together: set both for HTTPS on the webhook, or neither".into(),
+            )),
+        }
     }
 
     fn listener_limits(&self) -> Result<Limits, Error> {

@@ -1,5 +1,5 @@
 //! The webhook and its listeners: answers, publish time, envelope sizes,
-//! connections refused, token reloads.
+//! connections refused, token and TLS reloads, TLS handshake failures.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +13,7 @@ struct CodeLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RefusedLabel {
+struct ListenerReason {
     listener: String,
     reason: String,
 }
@@ -30,8 +30,10 @@ pub struct WebhookMetrics {
     publish_duration: Histogram,
     envelope_size: Histogram,
     envelopes_truncated: Counter,
-    connections_refused: Family<RefusedLabel, Counter>,
+    connections_refused: Family<ListenerReason, Counter>,
     auth_token_reloads: Family<ResultLabel, Counter>,
+    tls_reloads: Family<ResultLabel, Counter>,
+    tls_handshake_failures: Family<ListenerReason, Counter>,
 }
 
 impl WebhookMetrics {
@@ -43,6 +45,8 @@ impl WebhookMetrics {
             envelopes_truncated: Counter::default(),
             connections_refused: Family::default(),
             auth_token_reloads: Family::default(),
+            tls_reloads: Family::default(),
+            tls_handshake_failures: Family::default(),
         };
         registry.register(
             "publish_duration_seconds",
@@ -74,6 +78,16 @@ impl WebhookMetrics {
             "Reads of a changed AUTH_TOKEN_FILE, by result (ok: new token in use; error: kept the current one)",
             m.auth_token_reloads.clone(),
         );
+        registry.register(
+            "tls_reloads",
+            "Reads of a changed TLS_CERT_FILE / TLS_KEY_FILE, by result (ok: new pair served; error: kept the current one)",
+            m.tls_reloads.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed (error: a client not trusting the certificate, or plain HTTP; timeout: no handshake within HEADER_READ_TIMEOUT_SECONDS)",
+            m.tls_handshake_failures.clone(),
+        );
         m
     }
 
@@ -102,7 +116,26 @@ impl WebhookMetrics {
     /// Counts a connection closed at once by a listener's cap.
     pub fn connection_refused(&self, listener: &str, reason: &str) {
         self.connections_refused
-            .get_or_create(&RefusedLabel {
+            .get_or_create(&ListenerReason {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a reload of the TLS files.
+    pub fn tls_reload(&self, result: &str) {
+        self.tls_reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn tls_handshake_failed(&self, listener: &str, reason: &str) {
+        self.tls_handshake_failures
+            .get_or_create(&ListenerReason {
                 listener: listener.to_string(),
                 reason: reason.to_string(),
             })

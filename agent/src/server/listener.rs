@@ -7,6 +7,7 @@
 //! connection has a header-read timeout (which also closes idle keep-alive
 //! connections), a bounded read buffer, and counts against a total and a
 //! per-client-address cap; a connection beyond a cap is closed at once.
+//! With TLS, the handshake must also finish within the header-read timeout.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,10 +18,12 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::tls::ServerTls;
 use crate::metrics::Metrics;
 
 /// The smallest read buffer hyper accepts, so the smallest header cap.
@@ -132,17 +135,45 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then stops accepting
+/// One listener: its socket, what it serves, and how.
+pub struct Listener {
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// `webhook` or `metrics`, in logs and metric labels.
+    pub name: &'static str,
+    /// What each client may take.
+    pub limits: Limits,
+    /// TLS, when configured.
+    pub tls: Option<ServerTls>,
+}
+
+/// What one connection task needs.
+#[derive(Clone)]
+struct Served {
+    app: Router,
+    builder: Arc<http1::Builder>,
+    tls: Option<ServerTls>,
+    handshake_timeout: Duration,
+    name: &'static str,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Serves `app` on the listener until `stop` turns true, then stops accepting
 /// at once, closes idle connections, lets requests in flight finish, and
 /// returns when the last connection has closed (the caller bounds the wait).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     app: Router,
-    limits: Limits,
-    name: &'static str,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Listener {
+        socket,
+        name,
+        limits,
+        tls,
+    } = listener;
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_client);
     let mut builder = http1::Builder::new();
     builder
@@ -150,21 +181,23 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
         .max_header_size(limits.max_header_bytes);
-    let builder = Arc::new(builder);
+    let served = Served {
+        app,
+        builder: Arc::new(builder),
+        tls,
+        handshake_timeout: limits.header_read_timeout,
+        name,
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+    };
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             () = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => match admission.admit(peer.ip()) {
                     Ok(slot) => {
-                        connections.spawn(connection(
-                            stream,
-                            app.clone(),
-                            builder.clone(),
-                            stop.clone(),
-                            slot,
-                        ));
+                        connections.spawn(connection(stream, served.clone(), slot));
                     }
                     Err(refused) => {
                         metrics.webhook().connection_refused(name, refused.as_str());
@@ -181,18 +214,46 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(listener);
+    drop(socket);
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(
-    stream: TcpStream,
-    app: Router,
-    builder: Arc<http1::Builder>,
-    mut stop: watch::Receiver<bool>,
-    _slot: Slot,
-) {
+async fn connection(stream: TcpStream, served: Served, _slot: Slot) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = served.tls.clone() else {
+        return http(stream, served).await;
+    };
+    // Bounded like the request head: a client that never finishes its
+    // handshake must not hold its place.
+    match tokio::time::timeout(served.handshake_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => http(stream, served).await,
+        Ok(Err(e)) => {
+            served
+                .metrics
+                .webhook()
+                .tls_handshake_failed(served.name, "error");
+            tracing::debug!(listener = served.name, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            served
+                .metrics
+                .webhook()
+                .tls_handshake_failed(served.name, "timeout");
+            tracing::debug!(listener = served.name, "TLS handshake timed out");
+        }
+    }
+}
+
+async fn http<S>(stream: S, served: Served)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Served {
+        app,
+        builder,
+        mut stop,
+        ..
+    } = served;
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     tokio::select! {

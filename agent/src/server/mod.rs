@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod listener;
+pub mod tls;
 mod webhook;
 
 use std::sync::Arc;

@@ -77,6 +77,22 @@ render without these values must not lint clean.
 {{- if and .Values.auth.enabled .Values.auth.existingSecret.name (not .Values.auth.existingSecret.key) }}
 {{- fail "auth.existingSecret.key is required with auth.existingSecret.name: the key in that Secret that holds the token" }}
 {{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) (not .Values.tls.certManager.enabled) }}
+{{- fail "tls.enabled needs a certificate: set tls.secretName to a kubernetes.io/tls Secret, or tls.certManager.enabled=true with tls.certManager.issuerRef.name" }}
+{{- end }}
+{{- if and .Values.tls.enabled .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.certManager.issuerRef.name is required with tls.certManager.enabled: the cert-manager Issuer or ClusterIssuer that signs the webhook's certificate" }}
+{{- end }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret the webhook's certificate is in. */}}
+{{- define "alert-manager-agent.tlsSecretName" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "alert-manager-agent.fullname" .)) -}}
+{{- end }}
+
+{{/* http or https: how Alertmanager reaches the webhook. */}}
+{{- define "alert-manager-agent.webhookScheme" -}}
+{{- ternary "https" "http" .Values.tls.enabled -}}
 {{- end }}
 
 {{/* AWS region: aws.region, else the region in the topic ARN (SNS must be called in the topic's region). */}}
