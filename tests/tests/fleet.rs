@@ -687,6 +687,13 @@ async fn the_agent_stamps_its_account_from_sts_or_the_override_and_is_unready_wh
     let (status, body) = readyz(&agent).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("account"), "{body}");
+    assert!(
+        agent
+            .metrics_text()
+            .await
+            .contains("\nalert_manager_agent_ready 0\n"),
+        "the ready gauge says what /readyz says"
+    );
     assert!(agent.log_text().contains("GetCallerIdentity failed"));
     drop(agent);
 
@@ -695,6 +702,12 @@ async fn the_agent_stamps_its_account_from_sts_or_the_override_and_is_unready_wh
     with_override.push(("AWS_ACCOUNT_ID", "210987654321"));
     let agent = AgentProcess::start(&moto.endpoint(), &topic, &with_override).await;
     ready_within(&agent).await;
+    assert!(
+        agent
+            .metrics_text()
+            .await
+            .contains("\nalert_manager_agent_ready 1\n")
+    );
     assert_eq!(agent.post(&webhook_body("Overridden")).await.0, 200);
     let got = receive_until(&sqs, &queue, Duration::from_secs(20), |g| !g.is_empty()).await;
     assert_eq!(

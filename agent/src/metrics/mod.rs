@@ -10,6 +10,7 @@ mod webhook;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use context::ContextMetrics;
@@ -34,6 +35,7 @@ pub struct Metrics {
     alerts_published: Counter,
     alerts_already_published: Counter,
     publish_failures: Family<ReasonLabel, Counter>,
+    ready: Gauge,
     webhook: WebhookMetrics,
     context: ContextMetrics,
     events: EventsMetrics,
@@ -73,6 +75,12 @@ impl Metrics {
             "Alerts of a retried notification or a replayed event that SNS had accepted already, not published again",
             alerts_already_published.clone(),
         );
+        let ready: Gauge = Gauge::default();
+        registry.register(
+            "ready",
+            "1 once the agent knows its AWS account and the topic answered (what /readyz says), else 0",
+            ready.clone(),
+        );
         let webhook = WebhookMetrics::register(&mut registry);
         let context = ContextMetrics::register(&mut registry);
         let events = EventsMetrics::register(&mut registry);
@@ -82,6 +90,7 @@ impl Metrics {
             alerts_published,
             alerts_already_published,
             publish_failures,
+            ready,
             webhook,
             context,
             events,
@@ -129,6 +138,11 @@ impl Metrics {
     /// Counts alerts skipped because SNS accepted them already.
     pub fn already_published(&self, alerts: usize) {
         self.alerts_already_published.inc_by(alerts as u64);
+    }
+
+    /// Marks the agent ready (or not), as /readyz answers.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// The text exposition format.

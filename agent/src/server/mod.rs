@@ -119,6 +119,7 @@ pub async fn become_ready(state: AppState, sts: aws_sdk_sts::Client) {
         {
             Ok(_) => {
                 state.ready.store(true, Ordering::Relaxed);
+                state.metrics.set_ready(true);
                 tracing::info!(
                     topic = state.publisher.topic_arn(),
                     "topic reachable; ready"
