@@ -30,7 +30,17 @@ INSTANCES = PER_PAIR * len(REGIONS) * (1 + len(MEMBERS))
 ENV = {"ALLOWED_ACCOUNTS": ",".join(MEMBERS)}
 
 GOAL_CPU_RATIO = 2.0
-GOAL_INIT_RATIO = 1.1  # "unchanged": within 10%, the noise of a median of cold starts here
+# "Unchanged": the fleet's median is no further from the enricher's than the
+# same enricher started again (lambda-bench's `again` arm, interleaved with
+# both) is, or within 5%. A fixed bound alone misjudged: three runs on one
+# machine gave 1.08-1.24x for code paths that differ by parsing one string.
+GOAL_INIT_FLOOR = 0.05
+
+
+def init_unchanged(init):
+    base = init["rust_median_ms"]
+    noise = max(abs(init["again_median_ms"] - base), GOAL_INIT_FLOOR * base)
+    return abs(init["fleet_median_ms"] - base) <= noise
 
 
 class Fleet:
@@ -185,11 +195,11 @@ def markdown(result, init, debug):
     L.append("")
     L.append("| figure | one pair | 6 pairs | ratio | goal | |")
     L.append("|---|---:|---:|---:|---|---|")
-    base, with_fleet = init["rust_median_ms"], init["fleet_median_ms"]
+    base, with_fleet, again = init["rust_median_ms"], init["fleet_median_ms"], init["again_median_ms"]
     ratio = round(with_fleet / base, 2) if base else None
-    ok = ratio is not None and ratio <= GOAL_INIT_RATIO
     L.append(f"| init (median of {init['runs']}; without / with `ALLOWED_ACCOUNTS`) | {base:.1f} ms | "
-             f"{with_fleet:.1f} ms | {ratio}× | unchanged (≤ {GOAL_INIT_RATIO:g}×) | {verdict(ok)} |")
+             f"{with_fleet:.1f} ms | {ratio}× | unchanged: within the same binary started again "
+             f"({again:.1f} ms, {again / base:.2f}×) or 5% | {verdict(init_unchanged(init))} |")
     for label in ("cold", "warm"):
         ratio = r[f"{label}_ratio"]
         ok = ratio is not None and ratio <= GOAL_CPU_RATIO

@@ -1136,7 +1136,7 @@ def main():
 
         print(f"init: {runs} cold starts of the enricher and of the Python baseline, interleaved", file=sys.stderr)
         init = measure_init(binary, a.python, moto.url, bridge.url, workdir, runs,
-                            {"state": STATE_ENV, "fleet": fleet_bench.ENV})
+                            {"state": STATE_ENV, "fleet": fleet_bench.ENV, "again": {}})
         print(f"  enricher median {init['rust_median_ms']} ms, Python {init['python_median_ms']} ms", file=sys.stderr)
 
         print("batches: 1, 10, 100 records (+ a warm 100) against moto", file=sys.stderr)
@@ -1232,7 +1232,7 @@ def main():
                         "loadavg_end": loadavg_end, "clk_tck": CLK_TCK},
             "goals": {"init_ms": GOAL_INIT_MS, "init_ratio": GOAL_INIT_RATIO, "rss_mib_at_100": GOAL_RSS_MIB_AT_100,
                       "zip_mib": GOAL_ZIP_MIB, "state_cpu_ratio": GOAL_STATE_CPU_RATIO,
-                      "fleet_cpu_ratio": fleet_bench.GOAL_CPU_RATIO, "fleet_init_ratio": fleet_bench.GOAL_INIT_RATIO},
+                      "fleet_cpu_ratio": fleet_bench.GOAL_CPU_RATIO, "fleet_init_floor": fleet_bench.GOAL_INIT_FLOOR},
             "init": init,
             "batches": batches,
             "enriched_output_check": output,
@@ -1252,7 +1252,7 @@ def main():
             "state_init_ms": init["state_median_ms"] <= GOAL_INIT_MS,
             "state_cpu": max(state["cold_ratio"] or 0, state["warm_ratio"] or 0) <= GOAL_STATE_CPU_RATIO,
             "fleet_cpu": max(fleet_result["cold_ratio"] or 0, fleet_result["warm_ratio"] or 0) <= fleet_bench.GOAL_CPU_RATIO,
-            "fleet_init": init["fleet_median_ms"] <= fleet_bench.GOAL_INIT_RATIO * init["rust_median_ms"],
+            "fleet_init": fleet_bench.init_unchanged(init),
         }
         signal.alarm(0)
         if a.plots:
