@@ -24,7 +24,6 @@ pub use config::{Cli, Command, ServeConfig};
 pub use error::Error;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// How long the events publisher retries one batch before buffering it again.
@@ -80,7 +79,6 @@ pub async fn serve(config: ServeConfig, sdk: &aws_config::SdkConfig) -> Result<(
         body_read_timeout: config.body_read_timeout,
         webhook_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_webhooks)),
         metrics,
-        ready: Arc::new(AtomicBool::new(false)),
         context,
         recent: Arc::new(recent::RecentIds::new(
             config.recent_ids_capacity,

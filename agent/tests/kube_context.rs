@@ -506,7 +506,6 @@ async fn api_error_publishes_without_context_and_counts_why() {
         body_read_timeout: std::time::Duration::from_secs(10),
         webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         metrics: metrics.clone(),
-        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         context: Some(ctx),
         recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
             std::num::NonZeroUsize::new(1000).unwrap(),

@@ -140,9 +140,14 @@ impl Metrics {
         self.alerts_already_published.inc_by(alerts as u64);
     }
 
-    /// Marks the agent ready (or not), as /readyz answers.
+    /// Marks the agent ready (or not): what /readyz answers.
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// Whether the agent is ready; the gauge is the one record of it.
+    pub fn is_ready(&self) -> bool {
+        self.ready.get() == 1
     }
 
     /// The text exposition format.

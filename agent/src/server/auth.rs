@@ -1,12 +1,8 @@
-//! The bearer token, re-read when its file changes.
+//! The bearer token, re-read when its file changes ([`super::reload`]).
 //!
-//! A mounted Secret changes by the kubelet swapping the `..data` symlink, not
-//! by a write in place, and inotify on the file itself misses that; so the
-//! file is simply read again every few seconds (a few bytes) through its path,
-//! which follows whatever the symlinks point at now. After a change the
-//! previous token stays valid for a grace period: Alertmanager's own mounted
-//! copy of the Secret updates on the kubelet's schedule, not at the same
-//! moment, and Alertmanager never retries a 401.
+//! After a change the previous token stays valid for a grace period:
+//! Alertmanager's own mounted copy of the Secret updates on the kubelet's
+//! schedule, not at the same moment, and Alertmanager never retries a 401.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -95,45 +91,35 @@ impl TokenStore {
         interval: Duration,
         metrics: Arc<Metrics>,
     ) {
-        let mut last_error: Option<String> = None;
-        loop {
-            tokio::time::sleep(interval).await;
-            let read = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || read_token_file(&path)
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("reader failed: {e}")));
-            match read {
-                Ok(token) => {
-                    last_error = None;
-                    let rotated = self
-                        .tokens
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .rotate(token, grace, Instant::now());
-                    if rotated {
-                        metrics.webhook().token_reload("ok");
-                        tracing::info!(
-                            file = %path.display(),
-                            grace_seconds = grace.as_secs(),
-                            "bearer token changed; the previous one stays valid for the grace period (AUTH_TOKEN_GRACE_SECONDS)"
-                        );
-                    }
-                }
-                Err(e) => {
-                    if last_error.as_deref() != Some(e.as_str()) {
-                        metrics.webhook().token_reload("error");
-                        tracing::error!(
-                            file = %path.display(),
-                            error = %e,
-                            "AUTH_TOKEN_FILE cannot be used; keeping the current token"
-                        );
-                    }
-                    last_error = Some(e);
-                }
+        let read = {
+            let path = path.clone();
+            move || read_token_file(&path)
+        };
+        let apply = |token| {
+            let rotated = self
+                .tokens
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .rotate(token, grace, Instant::now());
+            if rotated {
+                metrics.webhook().token_reload("ok");
+                tracing::info!(
+                    file = %path.display(),
+                    grace_seconds = grace.as_secs(),
+                    "bearer token changed; the previous one stays valid for the grace period (AUTH_TOKEN_GRACE_SECONDS)"
+                );
             }
-        }
+            Ok(())
+        };
+        let report = |e: &str| {
+            metrics.webhook().token_reload("error");
+            tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "AUTH_TOKEN_FILE cannot be used; keeping the current token"
+            );
+        };
+        super::reload::every(interval, read, apply, report).await;
     }
 }
 

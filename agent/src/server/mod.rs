@@ -3,11 +3,11 @@
 
 pub mod auth;
 pub mod listener;
+mod reload;
 pub mod tls;
 mod webhook;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -43,8 +43,6 @@ pub struct AppState {
     pub webhook_slots: Arc<Semaphore>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Set once the topic has been checked.
-    pub ready: Arc<AtomicBool>,
     /// Cluster context, when the agent talks to Kubernetes.
     pub context: Option<ClusterContext>,
     /// Ids SNS accepted lately: skipped when Alertmanager retries.
@@ -80,7 +78,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .route(
             "/readyz",
             get(|State(s): State<AppState>| async move {
-                if s.ready.load(Ordering::Relaxed) {
+                if s.metrics.is_ready() {
                     (StatusCode::OK, "ready")
                 } else {
                     (
@@ -118,7 +116,6 @@ pub async fn become_ready(state: AppState, sts: aws_sdk_sts::Client) {
             .await
         {
             Ok(_) => {
-                state.ready.store(true, Ordering::Relaxed);
                 state.metrics.set_ready(true);
                 tracing::info!(
                     topic = state.publisher.topic_arn(),

@@ -133,46 +133,32 @@ impl ServerTls {
     /// next handshake on. A pair that does not load keeps the current one.
     pub async fn follow(self, interval: Duration, metrics: Arc<Metrics>) {
         let mut last = (*self.loaded).clone();
-        let mut last_error: Option<String> = None;
-        loop {
-            tokio::time::sleep(interval).await;
-            let files = self.files.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                Ok::<_, String>((
-                    read(&files.cert, CERT_SETTING)?,
-                    read(&files.key, KEY_SETTING)?,
-                ))
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("reader failed: {e}")));
-            let outcome = read.and_then(|pem| {
-                if pem == last {
-                    return Ok(None);
-                }
-                let pair = certified_key(&pem.0, &pem.1, &self.files)?;
-                Ok(Some((pem, pair)))
-            });
-            match outcome {
-                Ok(None) => last_error = None,
-                Ok(Some((pem, pair))) => {
-                    *self.current.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pair);
-                    last = pem;
-                    last_error = None;
-                    metrics.webhook().tls_reload("ok");
-                    tracing::info!(
-                        cert = %self.files.cert.display(),
-                        "TLS certificate changed; new connections get the new one"
-                    );
-                }
-                Err(e) => {
-                    if last_error.as_deref() != Some(e.as_str()) {
-                        metrics.webhook().tls_reload("error");
-                        tracing::error!(error = %e, "TLS certificate or key cannot be used; keeping the current pair");
-                    }
-                    last_error = Some(e);
-                }
+        let files = self.files.clone();
+        let read = move || {
+            Ok((
+                read(&files.cert, CERT_SETTING)?,
+                read(&files.key, KEY_SETTING)?,
+            ))
+        };
+        let apply = |pem: (Vec<u8>, Vec<u8>)| {
+            if pem == last {
+                return Ok(());
             }
-        }
+            let pair = certified_key(&pem.0, &pem.1, &self.files)?;
+            *self.current.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pair);
+            last = pem;
+            metrics.webhook().tls_reload("ok");
+            tracing::info!(
+                cert = %self.files.cert.display(),
+                "TLS certificate changed; new connections get the new one"
+            );
+            Ok(())
+        };
+        let report = |e: &str| {
+            metrics.webhook().tls_reload("error");
+            tracing::error!(error = %e, "TLS certificate or key cannot be used; keeping the current pair");
+        };
+        super::reload::every(interval, read, apply, report).await;
     }
 }
 

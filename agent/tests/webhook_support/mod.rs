@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -90,7 +89,6 @@ pub fn state(client: aws_sdk_sns::Client, token: Option<&str>, deadline: Duratio
         body_read_timeout: std::time::Duration::from_secs(10),
         webhook_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         metrics: Arc::new(Metrics::new()),
-        ready: Arc::new(AtomicBool::new(true)),
         context: None,
         recent: Arc::new(alert_manager_agent::recent::RecentIds::new(
             std::num::NonZeroUsize::new(1000).unwrap(),
