@@ -8,7 +8,8 @@ export ALERT_MANAGER_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alert-manag
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-test: bootstrap fmt-check lint unit test-faults ## install what is missing, then fmt, clippy and every test
+test: ## fmt, clippy and every test, the bootstrap beside the one build, then where the time went (infra/local/ci.sh)
+	@infra/local/ci.sh
 
 bootstrap: ## install moto, cargo-lambda, cfn-lint, ... (venv) and Debian's Alertmanager, idempotently
 	@infra/local/bootstrap.sh
@@ -42,10 +43,9 @@ fixtures: ## re-capture the Alertmanager webhook fixtures from Debian's Alertman
 build: ## debug build of every crate
 	$(CARGO) build --workspace
 
-demo: bootstrap ## the whole pipeline on this machine: fire an alert, watch it travel, resolve it
-	@echo "Building the agent, the enricher and the demo, once (first time: about 9 minutes on 2 cores; then seconds)..."
-	$(CARGO) test --workspace --no-run --quiet
-	@$${CARGO_TARGET_DIR:-target}/debug/demo
+demo: ## the whole pipeline on this machine: fire an alert, watch it travel, resolve it
+	@echo "Installing what is missing beside the one build of the agent, the enricher and the demo (first time: about 9 minutes on 2 cores; then seconds)..."
+	@infra/local/ci.sh demo
 
 # `cargo lambda` from the venv `make bootstrap` creates, else one on PATH.
 CARGO_LAMBDA ?= $(if $(wildcard $(ALERT_MANAGER_CACHE)/venv/bin/cargo-lambda),$(ALERT_MANAGER_CACHE)/venv/bin/cargo-lambda lambda,$(CARGO) lambda)
