@@ -44,7 +44,7 @@ build: ## debug build of every crate
 	$(CARGO) build --workspace
 
 demo: ## the whole pipeline on this machine: fire an alert, watch it travel, resolve it
-	@echo "Installing what is missing beside the one build of the agent, the enricher and the demo (first time: about 9 minutes on 2 cores; then seconds)..."
+	@echo "Installing what is missing beside the one build of the agent, the enricher and the demo (first time: about 7 minutes on 2 cores; then seconds)..."
 	@infra/local/ci.sh demo
 
 # `cargo lambda` from the venv `make bootstrap` creates, else one on PATH.
