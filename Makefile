@@ -26,7 +26,7 @@ unit: ## cargo test --workspace (needs `make bootstrap` for the real components)
 test-faults: ## the heavy fault test: 2,000 alerts through the whole pipeline, SNS outage, agent SIGKILL (about a minute)
 	$(CARGO) test --workspace --test faults -- --ignored --nocapture
 
-bench: ## benchmarks (release builds, wrk, Alertmanager, moto) -> docs/benchmarks.md and docs/bench/*.svg: 12.6 min from a fresh clone, 2.7 min warm
+bench: ## benchmarks (release builds, wrk, Alertmanager, moto) -> docs/benchmarks.md and docs/bench/*.svg: 22 min after make test (release builds from nothing), about 9 min warm
 	@infra/local/bootstrap.sh bench
 	$(ALERT_MANAGER_CACHE)/venv/bin/python3 infra/bench/run.py
 

@@ -39,7 +39,7 @@ CARGO_LAMBDA = os.path.join(CACHE, "venv", "bin", "cargo-lambda")
 # `cargo build --profile agent` (the release profile under its own name, as the Dockerfile builds it).
 AGENT = os.path.join(ROOT, "target", "agent", "alert-manager-agent")
 # The last `make bench` that started without a target/ (a fresh clone): (date, minutes in all).
-LAST_COLD = ("2026-12-01", 12.6)
+LAST_COLD = ("2026-12-03", 31.5)  # a fresh machine, no target/
 LAMBDA_DIR = os.path.join(ROOT, "target", "lambda", "alert-manager-enricher")
 # The binary that `cargo lambda build --release --output-format zip` puts in bootstrap.zip.
 ENRICHER = os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "alert-manager-enricher")
@@ -207,6 +207,10 @@ def main():
     started = time.time()
     # Before anything writes into target/ (the results go there).
     fresh = not os.path.isdir(os.path.join(ROOT, "target"))
+    # After `make test` only the debug build is there: the release builds,
+    # nearly all of a cold run's building, then still start from nothing.
+    release_fresh = not any(os.path.isdir(os.path.join(ROOT, "target", d))
+                            for d in ("agent", "release", "x86_64-unknown-linux-gnu", "lambda"))
     os.makedirs(args.results, exist_ok=True)
     plots = os.path.join(os.path.dirname(args.out), "bench")
     os.makedirs(plots, exist_ok=True)
@@ -243,6 +247,12 @@ def main():
         build_note = (f"This run started without a `target/` (a fresh clone), so everything was built from nothing: "
                       f"{build_wall / 60:.1f} min of building, the three builds at once, and the total below is a cold "
                       f"`make bench`.")
+    elif release_fresh and build_times:
+        goal_verdict = (f"the release builds from nothing (`target/` held only a debug build): goal ≤ 15 min "
+                        f"{'met' if total <= 900 else 'missed'}")
+        build_note = (f"This run's release builds started from nothing (`target/` held only the debug build that "
+                      f"`make test` makes): {build_wall / 60:.1f} min of building, the three builds at once. The last "
+                      f"run without any `target/` ({LAST_COLD[0]}, a fresh machine) took {LAST_COLD[1]:.1f} min in all.")
     else:
         goal_verdict = (f"not a cold run; the last cold run, {LAST_COLD[0]}, took {LAST_COLD[1]:.1f} min: goal ≤ 15 min "
                         f"{'met' if LAST_COLD[1] <= 15 else 'missed'} cold")
