@@ -320,6 +320,16 @@ Why `Cargo.toml`'s profiles are as they are, with what was measured:
   enricher built the HTTP sinks' client at init, twice, and read the store three times before its
   first `next` (median 17–18 ms); the client is now built on first use, and the AWS SDK's read is
   the one left. Lambda's `provided.al2023` image keeps one bundle file, so this machine overstates it.
+- **The agent's share of Alertmanager's CPU, and the connection caps.** Alertmanager's burst of
+  1,000 notifications opens about as many connections from one address, and
+  `MAX_CONNECTIONS_PER_CLIENT` (64) closes the rest at once: 590–1,005 refused connections and 330–544
+  failed notify attempts per run, which Alertmanager retries until all 1,000 are accepted (nothing is
+  lost, the burst takes about 1 s longer). Measured on 2026-12-04, `agent-load.py` run four times in
+  alternation on one machine, the agent of 5fcfd6f (before the caps) against this one: 22% and 23%
+  of Alertmanager's CPU against 33% and 33%; saturation 26,305 and 25,217 alerts/s against 24,217
+  and 26,355 (unchanged). This agent with `--agent-env MAX_CONNECTIONS_PER_CLIENT=1024 --agent-env
+  MAX_CONNECTIONS=2048` gave 28%, no refusals. Parking a client's connections beyond its cap unread
+  instead of closing them would keep the protection without the retries.
 - **The agent's CPU** (the share of Alertmanager's is near its goal). Per notification the agent
   parses the webhook, builds ten envelopes, signs one SigV4 request and parses the XML answer. A
   software-sampled profile at saturation on 2026-12-01 (`perf record -e cpu-clock -g` on the agent
