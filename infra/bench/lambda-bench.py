@@ -607,7 +607,7 @@ def measure_init(binary, python, moto, bridge, logdir, runs, variants):
     shuffle = random.Random(20261204).shuffle
     for i in range(runs):
         shuffle(order)
-        for name in list(order):
+        for name in order:
             if name is None:
                 ms, rss = rust_init_once(binary, moto, bridge, logdir, f"init-{i}")
                 rust.append(round(ms, 3))

@@ -38,8 +38,8 @@ CARGO_LAMBDA = os.path.join(CACHE, "venv", "bin", "cargo-lambda")
 
 # `cargo build --profile agent` (the release profile under its own name, as the Dockerfile builds it).
 AGENT = os.path.join(ROOT, "target", "agent", "alert-manager-agent")
-# The last `make bench` that started without a target/ (a fresh clone): (date, minutes in all).
-LAST_COLD = ("2026-12-03", 31.5)  # a fresh machine, no target/
+# The last `make bench` that started without a target/ (a fresh machine): (date, minutes in all).
+LAST_COLD = ("2026-12-03", 31.5)
 LAMBDA_DIR = os.path.join(ROOT, "target", "lambda", "alert-manager-enricher")
 # The binary that `cargo lambda build --release --output-format zip` puts in bootstrap.zip.
 ENRICHER = os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "alert-manager-enricher")
