@@ -3,6 +3,9 @@ use std::process::ExitCode;
 use alert_manager_agent::{Cli, Command, aws_config, serve, telemetry, whoami};
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,5 +1,5 @@
-//! The listeners against raw sockets: connection caps per client and in
-//! total, the header cap, and draining. (The header timeout and the memory
+//! The listeners against raw sockets: connection caps per client (and the
+//! wait for a place beyond it) and in total, the header cap, and draining. (The header timeout and the memory
 //! bound under 1,000 hostile connections are tested against the real binary
 //! in tests/tests/agent.rs.)
 
@@ -33,6 +33,13 @@ async fn start(limits: Limits) -> Running {
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(800)).await;
                 "slow"
+            }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "hang"
             }),
         );
     let metrics = Arc::new(Metrics::new());
@@ -101,31 +108,120 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     )
 }
 
+/// Reads one answer's head (status line and headers, lowercased).
+async fn head_of_answer(stream: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or("").to_string()
+}
+
 #[tokio::test]
-async fn a_client_beyond_its_cap_is_closed_at_once_while_another_address_is_served() {
+async fn a_client_beyond_its_cap_waits_for_a_place_and_is_served_when_one_closes() {
     let server = start(Limits {
-        max_connections_per_client: 4,
+        max_connections_per_client: 2,
         ..limits()
     })
     .await;
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(connect_from([127, 0, 0, 1], server.addr).await);
+    let mut first = connect_from([127, 0, 0, 1], server.addr).await;
+    let mut second = connect_from([127, 0, 0, 1], server.addr).await;
+    for s in [&mut first, &mut second] {
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: agent\r\n\r\n")
+            .await
+            .unwrap();
     }
-    // Admitted connections are served.
-    assert_eq!(get_on(&mut held[0], "/fast").await, "HTTP/1.1 200 OK");
-    let mut fifth = connect_from([127, 0, 0, 1], server.addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = connect_from([127, 0, 0, 1], server.addr).await;
+    third
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: agent\r\n\r\n")
+        .await
+        .unwrap();
+    // Another address has places of its own meanwhile.
+    let mut other = connect_from([127, 0, 0, 2], server.addr).await;
+    assert_eq!(get_on(&mut other, "/fast").await, "HTTP/1.1 200 OK");
+
+    // The answers in flight end their connections, since the third waits.
+    let head = head_of_answer(&mut first).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed_within(&mut first, Duration::from_millis(500)).await);
+    let head = head_of_answer(&mut third).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // Nobody waits now: the third is kept alive.
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(get_on(&mut third, "/fast").await, "HTTP/1.1 200 OK");
+    let m = server.metrics.encode();
     assert!(
-        closed_within(&mut fifth, Duration::from_millis(500)).await,
-        "the fifth connection from one address was not closed at once"
+        m.contains(r#"connections_waited_total{listener="webhook"} 1"#),
+        "{m}"
+    );
+    assert!(!m.contains("connections_refused_total{"), "{m}");
+}
+
+#[tokio::test]
+async fn a_connection_that_gets_no_place_within_the_header_timeout_is_closed() {
+    let server = start(Limits {
+        header_read_timeout: Duration::from_secs(1),
+        max_connections_per_client: 1,
+        ..limits()
+    })
+    .await;
+    // The only place is busy for 3 s.
+    let mut busy = connect_from([127, 0, 0, 1], server.addr).await;
+    busy.write_all(b"GET /hang HTTP/1.1\r\nHost: agent\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = connect_from([127, 0, 0, 1], server.addr).await;
+    second
+        .write_all(b"GET /fast HTTP/1.1\r\nHost: agent\r\n\r\n")
+        .await
+        .unwrap();
+    let waited = std::time::Instant::now();
+    assert!(
+        closed_within(&mut second, Duration::from_millis(1800)).await,
+        "a connection without a place was neither served nor closed"
+    );
+    assert!(
+        waited.elapsed() >= Duration::from_millis(800),
+        "closed after {:?}, before the header timeout",
+        waited.elapsed()
+    );
+    assert!(server.metrics.encode().contains(
+        r#"connections_refused_total{listener="webhook",reason="max_connections_per_client_wait"} 1"#
+    ));
+}
+
+#[tokio::test]
+async fn beyond_a_full_waiting_room_a_connection_is_closed_at_once_while_another_address_is_served()
+{
+    // Two may be served and two may wait.
+    let server = start(Limits {
+        max_connections: 2,
+        max_connections_per_client: 1,
+        ..limits()
+    })
+    .await;
+    // The only place is busy: the connection cannot close to make way.
+    let mut busy = connect_from([127, 0, 0, 1], server.addr).await;
+    busy.write_all(b"GET /hang HTTP/1.1\r\nHost: agent\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _waiting = [
+        connect_from([127, 0, 0, 1], server.addr).await,
+        connect_from([127, 0, 0, 1], server.addr).await,
+    ];
+    let mut fourth = connect_from([127, 0, 0, 1], server.addr).await;
+    assert!(
+        closed_within(&mut fourth, Duration::from_millis(500)).await,
+        "the fourth connection from one address was not closed at once"
     );
     let mut other = connect_from([127, 0, 0, 2], server.addr).await;
     assert_eq!(get_on(&mut other, "/fast").await, "HTTP/1.1 200 OK");
-    // A closed connection gives its place back.
-    drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut again = connect_from([127, 0, 0, 1], server.addr).await;
-    assert_eq!(get_on(&mut again, "/fast").await, "HTTP/1.1 200 OK");
     assert!(server.metrics.encode().contains(
         r#"connections_refused_total{listener="webhook",reason="max_connections_per_client"} 1"#
     ));

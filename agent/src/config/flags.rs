@@ -222,13 +222,19 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 
-    /// Open connections per listener; a connection beyond it is closed at once.
+    /// Connections served at once per listener; a connection beyond it is
+    /// closed at once. As many again may wait for a place of their client
+    /// (see --max-connections-per-client).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
-    /// Open connections per client address per listener; a connection beyond
-    /// it is closed at once. Pod-to-pod traffic keeps its source address, so
-    /// one noisy pod cannot take Alertmanager's connections.
+    /// Connections served at once per client address per listener. Pod-to-pod
+    /// traffic keeps its source address, so one noisy pod cannot take
+    /// Alertmanager's places. A connection beyond it waits, unread, up to
+    /// HEADER_READ_TIMEOUT_SECONDS for a place of its client, and the client's
+    /// other connections close once idle to make one (an Alertmanager storm
+    /// opens a connection per group); when MAX_CONNECTIONS already wait, it is
+    /// closed at once.
     #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
     pub max_connections_per_client: usize,
 

@@ -1,5 +1,5 @@
 //! The webhook and its listeners: answers, publish time, envelope sizes,
-//! connections refused, token and TLS reloads, TLS handshake failures.
+//! connections that waited or were refused, token and TLS reloads, TLS handshake failures.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +19,11 @@ struct ListenerReason {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -31,6 +36,7 @@ pub struct WebhookMetrics {
     envelope_size: Histogram,
     envelopes_truncated: Counter,
     connections_refused: Family<ListenerReason, Counter>,
+    connections_waited: Family<ListenerLabel, Counter>,
     auth_token_reloads: Family<ResultLabel, Counter>,
     tls_reloads: Family<ResultLabel, Counter>,
     tls_handshake_failures: Family<ListenerReason, Counter>,
@@ -44,6 +50,7 @@ impl WebhookMetrics {
             envelope_size: Histogram::new(exponential_buckets(256.0, 2.0, 12)),
             envelopes_truncated: Counter::default(),
             connections_refused: Family::default(),
+            connections_waited: Family::default(),
             auth_token_reloads: Family::default(),
             tls_reloads: Family::default(),
             tls_handshake_failures: Family::default(),
@@ -70,8 +77,13 @@ impl WebhookMetrics {
         );
         registry.register(
             "connections_refused",
-            "Connections closed at once because MAX_CONNECTIONS or MAX_CONNECTIONS_PER_CLIENT was reached",
+            "Connections closed unserved, by reason (max_connections: MAX_CONNECTIONS served already; max_connections_per_client: beyond MAX_CONNECTIONS_PER_CLIENT with MAX_CONNECTIONS waiting already; max_connections_per_client_wait: no place within HEADER_READ_TIMEOUT_SECONDS)",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_waited",
+            "Connections beyond MAX_CONNECTIONS_PER_CLIENT that waited for a place of their client",
+            m.connections_waited.clone(),
         );
         registry.register(
             "auth_token_reloads",
@@ -113,7 +125,16 @@ impl WebhookMetrics {
         }
     }
 
-    /// Counts a connection closed at once by a listener's cap.
+    /// Counts a connection that waited for a place of its client.
+    pub fn connection_waited(&self, listener: &str) {
+        self.connections_waited
+            .get_or_create(&ListenerLabel {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection closed unserved by a listener's cap.
     pub fn connection_refused(&self, listener: &str, reason: &str) {
         self.connections_refused
             .get_or_create(&ListenerReason {

@@ -6,15 +6,15 @@
 //! ~400 KiB of buffer) forever, before any token is checked. Here every
 //! connection has a header-read timeout (which also closes idle keep-alive
 //! connections), a bounded read buffer, and counts against a total and a
-//! per-client-address cap; a connection beyond a cap is closed at once.
-//! With TLS, the handshake must also finish within the header-read timeout.
+//! per-client-address cap ([`super::admission`]). With TLS, the handshake
+//! must also finish within the header-read timeout.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -22,7 +22,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::Layer;
+use tower::util::MapResponseLayer;
 
+use super::admission::{Admission, Admitted, Slot, Waiters};
 use super::tls::ServerTls;
 use crate::metrics::Metrics;
 
@@ -40,92 +43,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Open connections in total.
     pub max_connections: usize,
-    /// Open connections from one client address.
+    /// Open connections from one client address; more wait for a place.
     pub max_connections_per_client: usize,
-}
-
-/// Why a connection was closed at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refused {
-    Total,
-    PerClient,
-}
-
-impl Refused {
-    fn as_str(self) -> &'static str {
-        match self {
-            Refused::Total => "max_connections",
-            Refused::PerClient => "max_connections_per_client",
-        }
-    }
-}
-
-/// Open connections, in total and by client address.
-#[derive(Debug)]
-struct Admission {
-    max_total: usize,
-    max_per_client: usize,
-    open: Mutex<Open>,
-}
-
-#[derive(Debug, Default)]
-struct Open {
-    total: usize,
-    by_client: HashMap<IpAddr, usize>,
-}
-
-/// Held for the life of one admitted connection; gives its place back on drop.
-#[derive(Debug)]
-struct Slot {
-    admission: Arc<Admission>,
-    client: IpAddr,
-}
-
-impl Admission {
-    fn new(max_total: usize, max_per_client: usize) -> Arc<Admission> {
-        Arc::new(Admission {
-            max_total,
-            max_per_client,
-            open: Mutex::new(Open::default()),
-        })
-    }
-
-    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refused> {
-        // A poisoned lock only means a panic elsewhere mid-update; the counts
-        // are still the best we have.
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.total >= self.max_total {
-            return Err(Refused::Total);
-        }
-        let from_client = open.by_client.entry(client).or_insert(0);
-        if *from_client >= self.max_per_client {
-            return Err(Refused::PerClient);
-        }
-        *from_client += 1;
-        open.total += 1;
-        Ok(Slot {
-            admission: self.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self
-            .admission
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.by_client.get_mut(&self.client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                // Keeps the map as small as the set of clients connected now.
-                open.by_client.remove(&self.client);
-            }
-        }
-    }
 }
 
 /// Resolves once `stop` turns true; never, if its sender is gone without that.
@@ -153,7 +72,7 @@ struct Served {
     app: Router,
     builder: Arc<http1::Builder>,
     tls: Option<ServerTls>,
-    handshake_timeout: Duration,
+    header_read_timeout: Duration,
     name: &'static str,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
@@ -185,7 +104,7 @@ pub async fn serve(
         app,
         builder: Arc::new(builder),
         tls,
-        handshake_timeout: limits.header_read_timeout,
+        header_read_timeout: limits.header_read_timeout,
         name,
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -196,8 +115,8 @@ pub async fn serve(
             () = stopped(&mut stop) => break,
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => match admission.admit(peer.ip()) {
-                    Ok(slot) => {
-                        connections.spawn(connection(stream, served.clone(), slot));
+                    Ok(admitted) => {
+                        connections.spawn(connection(stream, served.clone(), admitted));
                     }
                     Err(refused) => {
                         metrics.webhook().connection_refused(name, refused.as_str());
@@ -218,15 +137,40 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(stream: TcpStream, served: Served, _slot: Slot) {
+async fn connection(stream: TcpStream, mut served: Served, admitted: Admitted) {
+    let slot = match admitted {
+        Admitted::Now(slot) => slot,
+        Admitted::Wait(waiting) => {
+            served.metrics.webhook().connection_waited(served.name);
+            let placed = tokio::select! {
+                placed = waiting.place(served.header_read_timeout) => placed,
+                () = stopped(&mut served.stop) => return,
+            };
+            match placed {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    served
+                        .metrics
+                        .webhook()
+                        .connection_refused(served.name, refused.as_str());
+                    tracing::debug!(
+                        listener = served.name,
+                        reason = refused.as_str(),
+                        "connection refused after waiting"
+                    );
+                    return;
+                }
+            }
+        }
+    };
     let _ = stream.set_nodelay(true);
     let Some(tls) = served.tls.clone() else {
-        return http(stream, served).await;
+        return http(stream, served, slot).await;
     };
     // Bounded like the request head: a client that never finishes its
     // handshake must not hold its place.
-    match tokio::time::timeout(served.handshake_timeout, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => http(stream, served).await,
+    match tokio::time::timeout(served.header_read_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => http(stream, served, slot).await,
         Ok(Err(e)) => {
             served
                 .metrics
@@ -244,7 +188,7 @@ async fn connection(stream: TcpStream, served: Served, _slot: Slot) {
     }
 }
 
-async fn http<S>(stream: S, served: Served)
+async fn http<S>(stream: S, served: Served, slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -254,6 +198,9 @@ where
         mut stop,
         ..
     } = served;
+    // Held as long as the connection: its place goes back when it closes.
+    let waiters = slot.waiters();
+    let app = MapResponseLayer::new(move |response| close_if(&waiters, response)).layer(app);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
@@ -268,36 +215,16 @@ where
     // Closes the connection now if it is idle, else after the answer in flight.
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+    drop(slot);
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
-    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
-
-    #[test]
-    fn one_client_cannot_take_the_places_of_another() {
-        let admission = Admission::new(3, 2);
-        let _a1 = admission.admit(A).unwrap();
-        let a2 = admission.admit(A).unwrap();
-        assert_eq!(admission.admit(A).unwrap_err(), Refused::PerClient);
-        let _b1 = admission.admit(B).unwrap();
-        assert_eq!(admission.admit(B).unwrap_err(), Refused::Total);
-        drop(a2);
-        let _b2 = admission.admit(B).unwrap();
+/// Ends the connection after this answer while others of its client wait
+/// for a place (see [`super::admission`]).
+fn close_if(waiters: &Waiters, mut response: Response) -> Response {
+    if waiters.any() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-
-    #[test]
-    fn a_closed_connection_gives_its_place_back_and_forgets_the_client() {
-        let admission = Admission::new(10, 1);
-        let slot = admission.admit(A).unwrap();
-        drop(slot);
-        let open = admission.open.lock().unwrap();
-        assert_eq!(open.total, 0);
-        assert!(open.by_client.is_empty());
-    }
+    response
 }

@@ -1,6 +1,7 @@
 //! HTTP: the webhook router, the metrics/health router, and the listeners
 //! that serve them ([`listener`]).
 
+mod admission;
 pub mod auth;
 pub mod listener;
 mod reload;
