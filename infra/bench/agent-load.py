@@ -310,21 +310,25 @@ def am_run(name, am_bin, receiver, groups, null_port, key, want, workdir, deadli
             errors = [l.strip() for l in f if "level=error" in l or "level=warn" in l]
         retries = sum("Notify attempt failed" in l for l in errors)
         codes1 = metrics(mport) if mport else {}
-        agent_codes, refused = {}, {}
+        agent_codes, refused, waited = {}, {}, 0
         for k, v in codes1.items():
             m = re.match(r'alert_manager_agent_webhook_responses_total\{code="(\d+)"\}', k)
             if m and v - codes0.get(k, 0.0):
                 agent_codes[m.group(1)] = int(v - codes0.get(k, 0.0))
-            # Connections the webhook listener closed at once (its caps): Alertmanager retries each.
+            # Connections the webhook listener closed unserved (its caps): Alertmanager retries each.
             m = re.match(r'alert_manager_agent_connections_refused_total\{listener="webhook",reason="(\w+)"\}', k)
             if m and v - codes0.get(k, 0.0):
                 refused[m.group(1)] = int(v - codes0.get(k, 0.0))
+            # Connections beyond MAX_CONNECTIONS_PER_CLIENT that waited for a place instead.
+            if k == 'alert_manager_agent_connections_waited_total{listener="webhook"}':
+                waited = int(v - codes0.get(k, 0.0))
         return {
             "receiver": name, "groups": groups, "alerts": groups * 10, "posted_s": round(posted, 2),
             "wall_s": round(t1 - t0, 2), "complete": c[key] >= want, "counts_at_complete": c, "counts_after": after,
             "want": {key: want}, "am_cpu_s": round(am1 - am0, 3), "agent_cpu_s": round(ag1 - ag0, 3) if agent else None,
             "am_hwm_mib": mib(rss(am.pid, "VmHWM")), "am_log_errors": len(errors), "am_log_error_sample": errors[:3],
             "am_failed_attempts": retries, "agent_responses": agent_codes, "agent_refused_connections": refused,
+            "agent_waited_connections": waited,
             "timeout_s": timeout,
         }
     finally:
@@ -485,8 +489,11 @@ def markdown(R):
                 out += ["", f"Pair {k}, run {'A' if r is a else 'B'}: Alertmanager logged {r['am_failed_attempts']} failed "
                         "notify attempts (it retries them)" + (f"; the agent answered {', '.join(f'{v:,} × {k2}' for k2, v in sorted(r['agent_responses'].items()))}"
                                                                 if r.get("agent_responses") else "")
-                        + (f"; the agent closed {', '.join(f'{v:,} connections at once ({k2})' for k2, v in sorted(r['agent_refused_connections'].items()))}"
+                        + (f"; the agent closed {', '.join(f'{v:,} connections unserved ({k2})' for k2, v in sorted(r['agent_refused_connections'].items()))}"
                            if r.get("agent_refused_connections") else "") + ".", ""]
+        if b.get("agent_waited_connections"):
+            out += ["", f"Pair {k}, run B: {b['agent_waited_connections']:,} of Alertmanager's connections waited for a "
+                    "place (beyond `MAX_CONNECTIONS_PER_CLIENT`) instead of being closed.", ""]
     ratios = sorted(x["agent_over_am_sns"] for x in am["pairs"])
     out += ["", f"Agent / Alertmanager's SNS receiver, median pair: **{am['agent_over_am_sns']:.0%}** of the CPU "
             f"(the pairs ranged from {ratios[0]:.0%} to {ratios[-1]:.0%}; "
@@ -733,8 +740,10 @@ def main():
                           + (f", agent CPU {r['agent_cpu_s']:.3f} s" if r["agent_cpu_s"] is not None else "")
                           + f", counts {r['counts_after']}, failed notify attempts {r['am_failed_attempts']}"
                           + (f", agent answered {r['agent_responses']}" if r["agent_responses"] else "")
-                          + (f", agent closed connections at once {r['agent_refused_connections']}"
-                             if r.get("agent_refused_connections") else ""), file=sys.stderr)
+                          + (f", agent closed connections unserved {r['agent_refused_connections']}"
+                             if r.get("agent_refused_connections") else "")
+                          + (f", {r['agent_waited_connections']} connections waited for a place"
+                             if r.get("agent_waited_connections") else ""), file=sys.stderr)
                 am_pairs.append({"sns": am_a, "webhook": am_b,
                                  "agent_over_am_sns": am_b["agent_cpu_s"] / am_a["am_cpu_s"] if am_a["am_cpu_s"] else float("inf"),
                                  "pipeline_over_am_sns": (am_b["agent_cpu_s"] + am_b["am_cpu_s"]) / am_a["am_cpu_s"]

@@ -321,15 +321,18 @@ Why `Cargo.toml`'s profiles are as they are, with what was measured:
   first `next` (median 17–18 ms); the client is now built on first use, and the AWS SDK's read is
   the one left. Lambda's `provided.al2023` image keeps one bundle file, so this machine overstates it.
 - **The agent's share of Alertmanager's CPU, and the connection caps.** Alertmanager's burst of
-  1,000 notifications opens about as many connections from one address, and
-  `MAX_CONNECTIONS_PER_CLIENT` (64) closes the rest at once: 590–1,005 refused connections and 330–544
-  failed notify attempts per run, which Alertmanager retries until all 1,000 are accepted (nothing is
-  lost, the burst takes about 1 s longer). Measured on 2026-12-04, `agent-load.py` run four times in
-  alternation on one machine, the agent of 5fcfd6f (before the caps) against this one: 22% and 23%
-  of Alertmanager's CPU against 33% and 33%; saturation 26,305 and 25,217 alerts/s against 24,217
-  and 26,355 (unchanged). This agent with `--agent-env MAX_CONNECTIONS_PER_CLIENT=1024 --agent-env
-  MAX_CONNECTIONS=2048` gave 28%, no refusals. Parking a client's connections beyond its cap unread
-  instead of closing them would keep the protection without the retries.
+  1,000 notifications opens about as many connections from one address. Until 2026-12-04
+  `MAX_CONNECTIONS_PER_CLIENT` (64) closed the rest at once: 590–1,005 refused connections and
+  330–544 failed notify attempts per run, which Alertmanager retried until all 1,000 were accepted
+  (nothing lost, the burst about 1 s longer). Measured that day, `agent-load.py` run four times in
+  alternation on one machine, the agent of 5fcfd6f (before the caps) against the capped one: 22% and
+  23% of Alertmanager's CPU against 33% and 33%; the capped one with `--agent-env
+  MAX_CONNECTIONS_PER_CLIENT=1024 --agent-env MAX_CONNECTIONS=2048` gave 28%, no refusals. Now a
+  connection beyond the cap waits, unread, for a place of its client, and the client's answers say
+  `Connection: close` meanwhile. A first try closed the client's idle keep-alive connections to make
+  way instead: Go's client reuses those while they close, and 340–451 notify attempts failed with
+  EOF. With the waiting room and mimalloc (below): 23% and 24% in two runs, no failed attempt, no
+  refusal, saturation 32,442 and 34,143 alerts/s.
 - **The agent's CPU** (the share of Alertmanager's is near its goal). Per notification the agent
   parses the webhook, builds ten envelopes, signs one SigV4 request and parses the XML answer. A
   software-sampled profile at saturation on 2026-12-01 (`perf record -e cpu-clock -g` on the agent
@@ -343,7 +346,12 @@ Why `Cargo.toml`'s profiles are as they are, with what was measured:
   `GLIBC_TUNABLES=glibc.malloc.tcache_count=2000` cost more (365 against 320 µs of CPU per
   notification, twice over), `mxfast=0` and a larger trim threshold changed nothing. mimalloc
   (2026-11-28) was faster but took peak RSS to 39.3 MiB under load (goal ≤ 32) and 76.3 MiB with
-  the big stores (goal ≤ 48).
+  the big stores (goal ≤ 48). That was transparent huge pages and mimalloc v3's arenas: on
+  2026-12-04, one machine, the agent under load peaked at 26.1 MiB with glibc, 40.2 with mimalloc
+  v3, 31.3 with v3 without huge pages and 30.2 with v2 without huge pages; with the big stores
+  37.5, 48.1 (v3, no huge pages) and 43.0 (v2, no huge pages). The agent now uses mimalloc v2
+  without huge pages: saturation went from 25,715 to 34,143 alerts/s, and its CPU for
+  Alertmanager's 10,000 alerts from 0.48–0.56 s (glibc, caps raised so none refused) to 0.37–0.42 s.
   Alertmanager sends a burst: 1,000 notifications at once in the runs above. Since 2026-12-01 at
   most `MAX_CONCURRENT_WEBHOOKS` (64) are read and published at once, the rest wait with their
   bodies unread. Same binary, same runs, twice over: the agent's CPU for the 10,000 alerts went from
