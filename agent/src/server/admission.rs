@@ -187,11 +187,15 @@ impl Admission {
 impl Waiting {
     /// Waits at most `within` for a place of this client.
     pub(super) async fn place(mut self, within: Duration) -> Result<Slot, Refused> {
+        let Some(free) = self.registration.as_ref().map(|r| r.places.free.clone()) else {
+            return Err(Refused::WaitedTooLong);
+        };
+        // Cancelled here (the listener drains), `self` still holds the
+        // registration, and its drop uncounts the wait.
+        let place = tokio::time::timeout(within, free.acquire_owned()).await;
         let Some(registration) = self.registration.take() else {
             return Err(Refused::WaitedTooLong);
         };
-        let free = registration.places.free.clone();
-        let place = tokio::time::timeout(within, free.acquire_owned()).await;
         let mut open = registration.admission.lock();
         open.waiting = open.waiting.saturating_sub(1);
         registration.places.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -333,6 +337,22 @@ mod tests {
         let open = admission.lock();
         assert_eq!((open.served, open.waiting), (0, 0));
         assert!(open.clients.is_empty(), "{:?}", open.clients);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_cut_short_by_draining_is_uncounted() {
+        let admission = Admission::new(2, 1);
+        let a1 = now(admission.admit(A));
+        let waiting = waits(admission.admit(A));
+        let cut = tokio::time::timeout(
+            Duration::from_secs(1),
+            waiting.place(Duration::from_secs(10)),
+        );
+        assert!(cut.await.is_err());
+        assert!(!a1.waiters().any());
+        let open = admission.lock();
+        assert_eq!((open.served, open.waiting), (1, 0));
+        assert_eq!(open.clients[&A].connections, 1);
     }
 
     #[test]
