@@ -1,7 +1,7 @@
 //! The listeners against raw sockets: connection caps per client (and the
-//! wait for a place beyond it) and in total, the header cap, and draining. (The header timeout and the memory
-//! bound under 1,000 hostile connections are tested against the real binary
-//! in tests/tests/agent.rs.)
+//! wait for a place beyond it) and in total, the header cap, and draining.
+//! (The header timeout and the memory bound under 1,000 hostile connections
+//! are tested against the real binary in tests/tests/agent.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -80,11 +80,25 @@ async fn connect_from(source: [u8; 4], addr: std::net::SocketAddr) -> TcpStream 
     socket.connect(addr).await.unwrap()
 }
 
+/// Writes one GET on `stream` without reading the answer.
+async fn send_get(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n");
+    stream.write_all(request.as_bytes()).await
+}
+
+/// A connection from `source` whose request takes 3 s: its place stays
+/// taken, and it cannot close to make way.
+async fn busy_from(source: [u8; 4], addr: std::net::SocketAddr) -> TcpStream {
+    let mut busy = connect_from(source, addr).await;
+    send_get(&mut busy, "/hang").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    busy
+}
+
 /// Sends one GET on `stream` and returns the answer's first line ("" if the
 /// server closed the connection instead).
 async fn get_on(stream: &mut TcpStream, path: &str) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
+    if send_get(stream, path).await.is_err() {
         return String::new();
     }
     let mut buf = vec![0u8; 4096];
@@ -129,16 +143,11 @@ async fn a_client_beyond_its_cap_waits_for_a_place_and_is_served_when_one_closes
     let mut first = connect_from([127, 0, 0, 1], server.addr).await;
     let mut second = connect_from([127, 0, 0, 1], server.addr).await;
     for s in [&mut first, &mut second] {
-        s.write_all(b"GET /slow HTTP/1.1\r\nHost: agent\r\n\r\n")
-            .await
-            .unwrap();
+        send_get(s, "/slow").await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = connect_from([127, 0, 0, 1], server.addr).await;
-    third
-        .write_all(b"GET /fast HTTP/1.1\r\nHost: agent\r\n\r\n")
-        .await
-        .unwrap();
+    send_get(&mut third, "/fast").await.unwrap();
     // Another address has places of its own meanwhile.
     let mut other = connect_from([127, 0, 0, 2], server.addr).await;
     assert_eq!(get_on(&mut other, "/fast").await, "HTTP/1.1 200 OK");
@@ -169,17 +178,9 @@ async fn a_connection_that_gets_no_place_within_the_header_timeout_is_closed() {
         ..limits()
     })
     .await;
-    // The only place is busy for 3 s.
-    let mut busy = connect_from([127, 0, 0, 1], server.addr).await;
-    busy.write_all(b"GET /hang HTTP/1.1\r\nHost: agent\r\n\r\n")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _busy = busy_from([127, 0, 0, 1], server.addr).await;
     let mut second = connect_from([127, 0, 0, 1], server.addr).await;
-    second
-        .write_all(b"GET /fast HTTP/1.1\r\nHost: agent\r\n\r\n")
-        .await
-        .unwrap();
+    send_get(&mut second, "/fast").await.unwrap();
     let waited = std::time::Instant::now();
     assert!(
         closed_within(&mut second, Duration::from_millis(1800)).await,
@@ -205,12 +206,7 @@ async fn beyond_a_full_waiting_room_a_connection_is_closed_at_once_while_another
         ..limits()
     })
     .await;
-    // The only place is busy: the connection cannot close to make way.
-    let mut busy = connect_from([127, 0, 0, 1], server.addr).await;
-    busy.write_all(b"GET /hang HTTP/1.1\r\nHost: agent\r\n\r\n")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _busy = busy_from([127, 0, 0, 1], server.addr).await;
     let _waiting = [
         connect_from([127, 0, 0, 1], server.addr).await,
         connect_from([127, 0, 0, 1], server.addr).await,
@@ -285,9 +281,7 @@ async fn draining_stops_accepting_closes_idle_connections_and_finishes_requests_
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
     assert_eq!(get_on(&mut idle, "/fast").await, "HTTP/1.1 200 OK");
     let mut busy = TcpStream::connect(server.addr).await.unwrap();
-    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: agent\r\n\r\n")
-        .await
-        .unwrap();
+    send_get(&mut busy, "/slow").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     server.stop.send_replace(true);

@@ -231,10 +231,10 @@ pub struct ServeArgs {
     /// Connections served at once per client address per listener. Pod-to-pod
     /// traffic keeps its source address, so one noisy pod cannot take
     /// Alertmanager's places. A connection beyond it waits, unread, up to
-    /// HEADER_READ_TIMEOUT_SECONDS for a place of its client, and the client's
-    /// other connections close once idle to make one (an Alertmanager storm
-    /// opens a connection per group); when MAX_CONNECTIONS already wait, it is
-    /// closed at once.
+    /// HEADER_READ_TIMEOUT_SECONDS for a place of its client (an Alertmanager
+    /// storm opens a connection per group), and meanwhile the client's answers
+    /// say `Connection: close` so that places free; when MAX_CONNECTIONS
+    /// already wait, it is closed at once.
     #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
     pub max_connections_per_client: usize,
 

@@ -52,9 +52,9 @@ impl Refused {
 /// The caps of one listener, and who holds what now.
 #[derive(Debug)]
 pub(super) struct Admission {
+    /// Connections served at once; as many again may wait.
     max_total: usize,
     max_per_client: usize,
-    max_waiting: usize,
     open: Mutex<Open>,
 }
 
@@ -121,7 +121,6 @@ impl Admission {
         Arc::new(Admission {
             max_total,
             max_per_client,
-            max_waiting: max_total,
             open: Mutex::new(Open::default()),
         })
     }
@@ -150,7 +149,7 @@ impl Admission {
                 })
             });
         let place = places.free.clone().try_acquire_owned();
-        if place.is_err() && open.waiting >= self.max_waiting {
+        if place.is_err() && open.waiting >= self.max_total {
             return Err(Refused::PerClient);
         }
         open.clients

@@ -9,6 +9,7 @@
 //! per-client-address cap ([`super::admission`]). With TLS, the handshake
 //! must also finish within the header-read timeout.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use tokio::task::JoinSet;
 use tower::Layer;
 use tower::util::MapResponseLayer;
 
-use super::admission::{Admission, Admitted, Slot, Waiters};
+use super::admission::{Admission, Admitted, Refused, Slot, Waiters};
 use super::tls::ServerTls;
 use crate::metrics::Metrics;
 
@@ -116,13 +117,9 @@ pub async fn serve(
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => match admission.admit(peer.ip()) {
                     Ok(admitted) => {
-                        connections.spawn(connection(stream, served.clone(), admitted));
+                        connections.spawn(connection(stream, peer.ip(), served.clone(), admitted));
                     }
-                    Err(refused) => {
-                        metrics.webhook().connection_refused(name, refused.as_str());
-                        tracing::debug!(listener = name, client = %peer.ip(), reason = refused.as_str(), "connection refused");
-                        drop(stream);
-                    }
+                    Err(refused) => count_refusal(&metrics, name, peer.ip(), refused),
                 },
                 Err(e) => {
                     // Out of file descriptors, mostly: back off instead of spinning.
@@ -137,7 +134,7 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(stream: TcpStream, mut served: Served, admitted: Admitted) {
+async fn connection(stream: TcpStream, client: IpAddr, mut served: Served, admitted: Admitted) {
     let slot = match admitted {
         Admitted::Now(slot) => slot,
         Admitted::Wait(waiting) => {
@@ -149,16 +146,7 @@ async fn connection(stream: TcpStream, mut served: Served, admitted: Admitted) {
             match placed {
                 Ok(slot) => slot,
                 Err(refused) => {
-                    served
-                        .metrics
-                        .webhook()
-                        .connection_refused(served.name, refused.as_str());
-                    tracing::debug!(
-                        listener = served.name,
-                        reason = refused.as_str(),
-                        "connection refused after waiting"
-                    );
-                    return;
+                    return count_refusal(&served.metrics, served.name, client, refused);
                 }
             }
         }
@@ -188,6 +176,7 @@ async fn connection(stream: TcpStream, mut served: Served, admitted: Admitted) {
     }
 }
 
+/// Serves one connection; its place goes back when `slot` drops, with it.
 async fn http<S>(stream: S, served: Served, slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -198,7 +187,6 @@ where
         mut stop,
         ..
     } = served;
-    // Held as long as the connection: its place goes back when it closes.
     let waiters = slot.waiters();
     let app = MapResponseLayer::new(move |response| close_if(&waiters, response)).layer(app);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
@@ -215,7 +203,14 @@ where
     // Closes the connection now if it is idle, else after the answer in flight.
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
-    drop(slot);
+}
+
+/// A connection closed unserved (it drops with the caller's stream).
+fn count_refusal(metrics: &Metrics, listener: &'static str, client: IpAddr, refused: Refused) {
+    metrics
+        .webhook()
+        .connection_refused(listener, refused.as_str());
+    tracing::debug!(listener, %client, reason = refused.as_str(), "connection refused");
 }
 
 /// Ends the connection after this answer while others of its client wait
